@@ -1,0 +1,1 @@
+"""CRM connectors: each answers "what changed in this window" and nothing else."""

@@ -1,0 +1,67 @@
+"""The connector contract (STYLE.md #6): the engine owns the loop, state and transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sync.durations import Duration
+from sync.model import TimeWindow, TransitionPage
+
+
+class ConnectorSettings(BaseModel):
+    """Settings every connector shares; each connector module subclasses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Unique name of this connector."
+    )
+    type: str
+    mapping: str = Field(description="Path of the mapping file, relative to the config file.")
+    every: Duration | None = Field(default=None, description="Daemon interval, e.g. 5m.")
+    cron: str | None = Field(default=None, description="Daemon cron expression instead of every.")
+    overlap: Duration = Field(
+        default=timedelta(minutes=10),
+        description="How far behind the watermark each poll re-reads (CRM indexes lag).",
+    )
+    initial_lookback: Duration = Field(
+        default=timedelta(hours=72),
+        description="Where the first run starts when there is no watermark yet.",
+    )
+    enabled: bool = True
+
+
+@dataclass
+class ApiUsage:
+    """CRM API calls made by one run, and the quota the CRM reported, for status and metrics."""
+
+    calls: int = 0
+    used: int | None = None
+    limit: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> int | None:
+        if self.used is None or self.limit is None:
+            return None
+        return self.limit - self.used
+
+
+class Connector(Protocol):
+    """What the engine needs from a CRM: pages of transitions for a window, and API usage."""
+
+    name: str
+    object_type: str
+    usage: ApiUsage
+    detection: Literal["history", "snapshot", "file"]
+
+    def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:
+        """Yield pages in ascending change time; each page's watermark is safe to resume from."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,369 @@
+"""CSV files: offline conversions from POS exports, call tracking and spreadsheets.
+
+Each row of each file the `path` setting names (a path or a glob) is one conversion: a record
+id, a stage or conversion type (`stage_field`), a time, a client id and whatever params read.
+The columns come from the mapping file, whose `csv:` block names the record id and time
+columns, the time format and the time zone (see docs/csv.md).
+
+Files are read with pandas in chunks (`chunk_rows`), so a large export never sits in memory
+whole; each chunk becomes one `TransitionPage`, captured in one transaction. A bad row (no id,
+no stage, a time that cannot be placed in UTC, a stray delimiter) becomes a `RejectedRecord`
+that names the file and the row number as a spreadsheet shows it (the header is row 1); the
+other rows go on. Re-reading is harmless because a row's transition key is made of its record
+id, stage and time; it is also cheap, because once every page of a file is committed the
+connector stores the file's SHA-256 (with the mapping version) and skips that content from
+then on. Editing the mapping makes files be read again, and the keys keep that from sending
+anything twice. Files carry no modification stamp to poll by, so the connector ignores the
+daemon's window; a backfill's explicit window (`--from/--to`) selects rows by their time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field, field_validator
+
+from connectors.base import ApiUsage, ConnectorSettings
+from connectors.csv_cells import cell_text, number_columns, read_number
+from connectors.csv_files import (
+    FileFingerprint,
+    count_records,
+    fingerprint,
+    matching_files,
+    sniff_delimiter,
+)
+from connectors.csv_time import TimeParser, TimeValueError, load_timezone
+from connectors.salesforce_history import SnapshotLookup
+from sync.errors import ConfigError
+from sync.mapping.model import CsvColumns, MappingFile
+from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+
+TOO_MANY_FIELDS = "\x00ga4sync:too_many_fields:"
+"""Put in a row's last cell by the parser when the row has more cells than the header."""
+
+
+class CsvSettings(ConnectorSettings):
+    """A folder (or file) of exports; what each column means comes from the mapping file."""
+
+    type: Literal["csv"] = "csv"
+    path: str = Field(
+        description="File or glob of files, relative to the config file, e.g. "
+        "`imports/pos-*.csv` or `calls/**/*.csv`."
+    )
+    delimiter: str | None = Field(
+        default=None,
+        description="Column delimiter; default: detected among , ; TAB and |.",
+    )
+    encoding: str = Field(
+        default="auto",
+        description="`auto` (UTF-8 with or without BOM, else Windows-1252 with a warning) or "
+        "a codec name such as latin-1.",
+    )
+    chunk_rows: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Rows read and captured at a time (one transaction each).",
+    )
+    decimal: Literal[".", ","] = Field(
+        default=".",
+        description="Decimal mark of number columns: `,` for exports like 1.234,56 (German, "
+        "French...). With `.`, a value like 19,90 is refused rather than read as 1990.",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, v: str | None) -> str | None:
+        if v is not None and v != "\\t" and len(v) != 1:
+            raise ValueError("delimiter must be one character, e.g. `;` or `\\t` for TAB")
+        return "\t" if v == "\\t" else v
+
+    @field_validator("encoding")
+    @classmethod
+    def _codec(cls, v: str) -> str:
+        import codecs
+
+        if v != "auto":
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"`{v}` is not an encoding Python knows, e.g. utf-8") from None
+        return v
+
+
+def mapping_version(mapping: MappingFile) -> str:
+    """A digest of what the mapping means; a file imported under another version is re-read."""
+    blob = mapping.model_dump_json(by_alias=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class CsvConnector:
+    """Reads conversion rows from files; the engine owns the loop, state and transactions."""
+
+    detection: Literal["history", "snapshot", "file"] = "file"
+
+    def __init__(
+        self,
+        settings: CsvSettings,
+        *,
+        mapping: MappingFile,
+        base_dir: Path,
+        mapping_path: str | None = None,
+        done_lookup: SnapshotLookup | None = None,
+    ) -> None:
+        where = mapping_path or "the mapping file"
+        if mapping.csv is None:
+            raise ConfigError(
+                f"{where}: connector `{settings.name}` reads CSV files, so its mapping needs "
+                "a `csv:` block naming record_id_column and time_column (see docs/csv.md)"
+            )
+        self.settings = settings
+        self.name = settings.name
+        self.object_type = mapping.object
+        self.usage = ApiUsage()
+        self.warnings: list[str] = []
+        self.base_dir = base_dir
+        self.stage_field = mapping.stage_field
+        self.columns: CsvColumns = mapping.csv
+        self.record_fields = mapping.record_fields()
+        self.number_columns = number_columns(mapping)
+        self.version = mapping_version(mapping)
+        self.done_lookup = done_lookup
+        self.times = TimeParser(
+            column=self.columns.time_column,
+            time_format=self.columns.time_format,
+            zone=load_timezone(self.columns.timezone, where=where),
+            zone_name=self.columns.timezone,
+        )
+        self.files_read = 0
+        self.files_skipped = 0
+
+    def required_columns(self) -> list[str]:
+        """Every column a row needs: the `csv:` block's and every field the mapping reads."""
+        cols = [self.columns.record_id_column, self.columns.time_column, *self.record_fields]
+        if self.columns.from_column:
+            cols.append(self.columns.from_column)
+        return list(dict.fromkeys(cols))
+
+    def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:
+        """Pages of rows from every matching file; files already imported are skipped.
+
+        The daemon's window (no end) is ignored: a file is read whole until it is marked done.
+        A backfill's window (with an end) keeps only rows timed inside [start, end) and never
+        marks a file done, since rows outside the window were not captured.
+        """
+        files = matching_files(self.settings.path, self.base_dir)
+        if not files:
+            self.warnings.append(f"no file matches path `{self.settings.path}`")
+            return
+        bounded = window if window.end is not None else None
+        for path in files:
+            shown = self._display(path)
+            try:
+                fp = fingerprint(path, self.settings.encoding)
+            except OSError as exc:
+                self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
+                continue
+            if fp.size == 0:
+                self.warnings.append(f"{shown}: the file is empty (still being written?)")
+                continue
+            if bounded is None and self._already_imported(fp):
+                self.files_skipped += 1
+                continue
+            if fp.guessed_encoding:
+                self.warnings.append(
+                    f"{shown}: not UTF-8; read as Windows-1252 (set `encoding:` in the "
+                    "connector settings if that is wrong)"
+                )
+            self.files_read += 1
+            yield from self._file_pages(fp, shown, bounded)
+
+    def close(self) -> None:
+        """Nothing stays open between pages: each file is closed when read."""
+
+    # -- one file ------------------------------------------------------------------------
+    def _already_imported(self, fp: FileFingerprint) -> bool:
+        if self.done_lookup is None:
+            return False
+        return self.done_lookup([fp.done_key]).get(fp.done_key) == self.version
+
+    def _display(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.base_dir.resolve()))
+        except ValueError:
+            return str(path)
+
+    def _file_pages(
+        self, fp: FileFingerprint, shown: str, window: TimeWindow | None
+    ) -> Iterator[TransitionPage]:
+        delimiter = self.settings.delimiter or sniff_delimiter(fp.path, fp.encoding)
+        expected: list[int] = []
+
+        def too_many(cells: list[str]) -> list[str]:
+            # Keep the row (and so the row numbering) and mark it; it is rejected below.
+            keep = cells[: expected[0]]
+            keep[-1] = f"{TOO_MANY_FIELDS}{len(cells)}"
+            return keep
+
+        try:
+            header = pd.read_csv(
+                fp.path, sep=delimiter, encoding=fp.encoding, nrows=0, dtype=str
+            ).columns
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            yield self._file_rejected(fp, shown, f"cannot read the header: {exc}")
+            return
+        expected.append(len(header))
+        names = [str(c).strip() for c in header]
+        missing = [c for c in self.required_columns() if c not in names]
+        if missing:
+            yield self._file_rejected(fp, shown, self._missing_text(missing, names))
+            return
+        reader = pd.read_csv(
+            fp.path,
+            sep=delimiter,
+            encoding=fp.encoding,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            engine="python",
+            on_bad_lines=too_many,
+            chunksize=self.settings.chunk_rows,
+        )
+        # Not `header=0, names=...`: with blank lines kept, pandas' python engine then drops
+        # the first data row (pandas 3.0). The header's cells are stripped here instead.
+        expected_rows = count_records(fp.path, fp.encoding, delimiter)
+        rows_read = 0
+        try:
+            with reader:
+                for chunk in reader:
+                    rows_read = int(chunk.index[-1]) + 1 if len(chunk) else rows_read
+                    yield self._page(chunk, names, shown, window)
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            yield self._file_rejected(fp, shown, f"the file stops parsing: {exc}")
+            return
+        if expected_rows.broken_at is not None or rows_read != expected_rows.records:
+            # What was read is kept (keys make a later re-read harmless); the rest is named.
+            first_lost = expected_rows.broken_at or rows_read + 2
+            yield self._file_rejected(
+                fp,
+                shown,
+                f"row {first_lost} and everything after it could not be read"
+                f" ({expected_rows.problem or 'the rows do not split into cells'}); a quoted "
+                "value there probably has no closing quote",
+            )
+            return
+        if window is None:
+            # Every page of this content is committed before this marker is.
+            yield TransitionPage(
+                transitions=[], watermark=None, snapshots={fp.done_key: self.version}
+            )
+
+    def _missing_text(self, missing: list[str], names: list[str]) -> str:
+        parts = []
+        for col in missing:
+            close = difflib.get_close_matches(col, names, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            parts.append(f"`{col}`{hint}")
+        return (
+            f"column(s) {', '.join(parts)} named by the mapping are not in the header; the "
+            f"header has: {', '.join(names) or '(nothing)'}"
+        )
+
+    def _file_rejected(self, fp: FileFingerprint, shown: str, reason: str) -> TransitionPage:
+        self.warnings.append(f"{shown}: {reason}")
+        rejected = RejectedRecord(
+            connector=self.name,
+            object_type=self.object_type,
+            record_ref=f"{shown} (whole file)",
+            reason=reason,
+            raw={"file": shown, "sha256": fp.sha256},
+        )
+        return TransitionPage(transitions=[], watermark=None, rejected=[rejected])
+
+    def _page(
+        self, chunk: pd.DataFrame, columns: list[str], shown: str, window: TimeWindow | None
+    ) -> TransitionPage:
+        transitions: list[StageTransition] = []
+        rejected: list[RejectedRecord] = []
+        for index, values in zip(
+            chunk.index, chunk.itertuples(index=False, name=None), strict=True
+        ):
+            row = {c: cell_text(v) for c, v in zip(columns, values, strict=True)}
+            if not any(row.values()):
+                continue  # an empty line
+            number = int(index) + 2  # the header is row 1, as a spreadsheet shows it
+            result = self._row(row, number, shown)
+            if isinstance(result, RejectedRecord):
+                rejected.append(result)
+            elif window is None or (
+                window.start <= result.changed_at
+                and (window.end is None or result.changed_at < window.end)
+            ):
+                transitions.append(result)
+        return TransitionPage(transitions=transitions, watermark=None, rejected=rejected)
+
+    def _row(
+        self, row: Mapping[str, str], number: int, shown: str
+    ) -> StageTransition | RejectedRecord:
+        ref = f"{shown} row {number}"
+
+        def reject(reason: str) -> RejectedRecord:
+            return RejectedRecord(
+                connector=self.name,
+                object_type=self.object_type,
+                record_ref=ref,
+                reason=reason,
+                raw=dict(row),
+            )
+
+        marked = next((v for v in row.values() if v.startswith(TOO_MANY_FIELDS)), None)
+        if marked is not None:
+            cells = marked[len(TOO_MANY_FIELDS) :]
+            return reject(
+                f"has {cells} cells but the header has {len(row)}; a delimiter inside a value "
+                "needs quotes"
+            )
+        cols = self.columns
+        record_id = row.get(cols.record_id_column, "")
+        if not record_id:
+            return reject(f"column {cols.record_id_column} (the record id) is empty")
+        stage = row.get(self.stage_field, "")
+        if not stage:
+            return reject(f"column {self.stage_field} (the stage) is empty")
+        when = row.get(cols.time_column, "")
+        if not when:
+            return reject(f"column {cols.time_column} (the time) is empty")
+        try:
+            changed_at = self.times.parse(when)
+        except TimeValueError as exc:
+            return reject(str(exc))
+        fields = {f: (row.get(f) or None) for f in self.record_fields}
+        for col in self.number_columns:
+            text = fields.get(col)
+            if text is None:
+                continue
+            normalized = read_number(text, self.settings.decimal)
+            if normalized is None:
+                return reject(
+                    f"column {col} holds {text[:30]!r}, which reads as a decimal comma; set "
+                    '`decimal: ","` in the connector settings if the file writes 19,90'
+                )
+            fields[col] = normalized
+        from_value = row.get(cols.from_column) or None if cols.from_column else None
+        return StageTransition(
+            connector=self.name,
+            object_type=self.object_type,
+            record_id=record_id[:128],
+            field=self.stage_field,
+            from_value=from_value,
+            to_value=stage,
+            changed_at=changed_at,
+            detected_by="file",
+            fields=fields,
+            source_ref=ref,
+        )

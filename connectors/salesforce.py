@@ -1,0 +1,264 @@
+"""Salesforce: stage transitions through the real `simple-salesforce`, within the org's API limits.
+
+This module owns the client, the API budget and error translation; *what* is read lives in
+`salesforce_history.py` (one reader per kind of history), credentials in `salesforce_auth.py`.
+Every REST call is counted from the wire (a requests response hook), so re-logins and retried
+calls are seen too; `Sforce-Limit-Info` gives the org's daily usage after each answer. When the
+quota runs out (`REQUEST_LIMIT_EXCEEDED`) or would fall below `min_remaining_calls`, the run
+stops with QuotaExhausted: pages already yielded are committed, the next run resumes there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+from pydantic import Field, model_validator
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+)
+
+from connectors.base import ApiUsage, ConnectorSettings
+from connectors.salesforce_auth import (
+    LoginTarget,
+    SalesforceAuth,
+    SessionAuth,
+    open_client,
+)
+from connectors.salesforce_errors import (
+    sf_code,
+    sf_message,
+    unknown_field_problem,
+    unknown_object_problem,
+)
+from connectors.salesforce_history import (
+    FieldHistory,
+    FieldHistoryReader,
+    KnownKeys,
+    OpportunityHistoryReader,
+    ReadSpec,
+    SnapshotLookup,
+)
+from connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
+from sync.errors import ConfigError, ConnectorError, MappingError, QuotaExhausted
+from sync.mapping.model import MappingFile
+from sync.model import TimeWindow, TransitionPage
+from sync.secrets import redact
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_WARNING = (
+    "{obj}.{field} is read by snapshot diff (no field history): intermediate moves can be "
+    "missed, as a record that moves several times between two polls is seen only at its last "
+    "stage, timed by SystemModstamp; turn on "
+    "field history tracking for {field} and set `detection: history` to see every move"
+)
+
+
+class SalesforceSettings(ConnectorSettings):
+    type: Literal["salesforce"] = "salesforce"
+    instance_url: str | None = Field(
+        default=None,
+        description="e.g. https://yourorg.my.salesforce.com; required for `auth: session`, "
+        "the login answer names it otherwise.",
+    )
+    auth: SalesforceAuth
+    domain: str = Field(
+        default="login",
+        pattern=r"^[A-Za-z0-9.-]+$",
+        description="Login domain: `login` (production), `test` (sandbox orgs) or your My "
+        "Domain prefix, e.g. `acme.my`.",
+    )
+    login_url: str | None = Field(
+        default=None,
+        description="Full login base URL instead of `domain`, e.g. "
+        "https://acme.my.salesforce.com (or a proxy).",
+    )
+    api_version: str = Field(default="59.0", pattern=r"^\d+\.\d$")
+    ca_file: str | None = Field(
+        default=None, description="Extra CA bundle to trust (the sandbox's throwaway CA)."
+    )
+    page_size: int = Field(default=2000, ge=200, le=2000)
+    min_remaining_calls: int = Field(
+        default=0,
+        ge=0,
+        description="Stop the run (cleanly, resumable) before the org's remaining daily API "
+        "calls drop below this, leaving room for your other integrations.",
+    )
+
+    @model_validator(mode="after")
+    def _session_needs_instance(self) -> SalesforceSettings:
+        if isinstance(self.auth, SessionAuth) and not self.instance_url:
+            raise ValueError("auth method `session` needs `instance_url` (your org's URL)")
+        return self
+
+
+def _plan_reader(connector: SalesforceConnector, mapping: MappingFile) -> Any:
+    """Which reader answers this mapping (see salesforce_history's docstring)."""
+    spec = connector.spec
+    obj, stage = mapping.object, mapping.stage_field
+    detection = mapping.detection
+    declared = mapping.history_object
+    if detection == "snapshot" or (
+        detection == "auto"
+        and declared is None
+        and not (obj == "Opportunity" and stage == "StageName")
+        and obj != "Lead"
+    ):
+        connector.detection = "snapshot"
+        connector.warnings.append(SNAPSHOT_WARNING.format(obj=obj, field=stage))
+        return RecordPollReader(
+            connector, spec, None, connector.snapshot_lookup, conversions=obj == "Lead"
+        )
+    if obj == "Opportunity" and stage == "StageName" and declared in (None, "OpportunityHistory"):
+        return OpportunityHistoryReader(connector, spec, connector.known_keys)
+    history = FieldHistory.for_object(obj, declared)
+    if obj == "Lead":
+        return RecordPollReader(
+            connector, spec, history, connector.snapshot_lookup, conversions=True
+        )
+    return FieldHistoryReader(connector, spec, history, connector.known_keys)
+
+
+class SalesforceConnector:
+    """Reads one object's stage moves; never touches state, mappings or GA4 itself."""
+
+    detection: Literal["history", "snapshot", "file"] = "history"
+
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        *,
+        mapping: MappingFile,
+        mapping_path: str | None = None,
+        snapshot_lookup: SnapshotLookup | None = None,
+        known_keys: KnownKeys | None = None,
+        secret_base_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.mapping = mapping
+        self.mapping_path = mapping_path
+        self.object_type = mapping.object
+        self.stage_field = mapping.stage_field
+        self.snapshot_lookup = snapshot_lookup
+        self.known_keys = known_keys
+        self.usage = ApiUsage()
+        self.usage.extra["logins"] = "0"
+        self.warnings: list[str] = []
+        fields = [f for f in dict.fromkeys(mapping.record_fields()) if f != "Id"]
+        self.spec = ReadSpec(settings.name, mapping.object, mapping.stage_field, tuple(fields))
+        self._session = requests.Session()
+        self._session.hooks["response"].append(self._count)
+        if settings.ca_file:
+            # REQUESTS_CA_BUNDLE in the environment would silently override `verify`
+            # (crm-apis.md §0.2), so environment settings are switched off for this session.
+            self._session.verify = settings.ca_file
+            self._session.trust_env = False
+        target = LoginTarget(
+            domain=settings.domain, login_url=settings.login_url, instance_url=settings.instance_url
+        )
+        self.sf = open_client(
+            settings.auth,
+            target,
+            session=self._session,
+            version=settings.api_version,
+            secret_base_dir=secret_base_dir,
+        )
+        self.reader = _plan_reader(self, mapping)
+        self.emitted_stages: tuple[str, ...] = (
+            (CONVERTED_STAGE,) if mapping.object == "Lead" else ()
+        )
+        """Stages ga4sync itself emits (not in the picklist), so `mappings validate` accepts
+        a rule `to: Converted`."""
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Every REST answer counts against the org's quota; logins are counted apart."""
+        path = urlsplit(response.url).path
+        if "/services/data/" in path:
+            self.usage.calls += 1
+        elif path.endswith("/oauth2/token") or "/services/Soap/" in path:
+            self.usage.extra["logins"] = str(int(self.usage.extra["logins"]) + 1)
+
+    # -- change detection ------------------------------------------------------------------
+    def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:
+        yield from self.reader.read(window)
+
+    # -- the API, with its budget ----------------------------------------------------------
+    def pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a SOQL query, following `nextRecordsUrl` exactly as Salesforce sent it."""
+        headers = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
+        result = self._call(lambda: self.sf.query(soql, headers=headers))
+        seen: set[str] = set()
+        while True:
+            yield list(result.get("records") or [])
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            if next_url in seen:
+                raise ConnectorError(f"Salesforce paging loops: {next_url} came back twice")
+            seen.add(next_url)
+            result = self._call(partial(self.sf.query_more, next_url, identifier_is_url=True))
+
+    def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        self._check_floor()
+        try:
+            result: dict[str, Any] = fn()
+        except SalesforceRefusedRequest as exc:
+            if sf_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+                raise QuotaExhausted(
+                    f"Salesforce API limit reached ({sf_message(exc)}); the run stopped after "
+                    "the last captured page and the next run resumes there"
+                ) from None
+            raise ConnectorError(f"Salesforce refused the request: {sf_message(exc)}") from None
+        except SalesforceExpiredSession as exc:
+            hint = (
+                "a session id cannot be renewed; use auth method password, jwt or "
+                "client_credentials so ga4sync can log in again"
+                if isinstance(self.settings.auth, SessionAuth)
+                else "logging in again did not help"
+            )
+            raise ConnectorError(
+                f"Salesforce session expired ({sf_message(exc)}): {hint}"
+            ) from None
+        except SalesforceMalformedRequest as exc:
+            problem = unknown_field_problem(
+                exc, self.mapping, self.mapping_path
+            ) or unknown_object_problem(exc, self.mapping, self.mapping_path)
+            if problem is not None:
+                raise MappingError(problem) from None
+            raise ConnectorError(f"Salesforce rejected a query: {sf_message(exc)}") from None
+        except SalesforceAuthenticationFailed as exc:
+            raise ConfigError(
+                redact(f"Salesforce login failed again mid-run: {exc.code}: {exc.auth_message}")
+            ) from None
+        except SalesforceError as exc:
+            raise ConnectorError(f"Salesforce error {exc.status}: {sf_message(exc)}") from None
+        except requests.RequestException as exc:
+            raise ConnectorError(f"cannot reach Salesforce: {type(exc).__name__}") from None
+        usage = self.sf.api_usage.get("api-usage")
+        if usage is not None:
+            self.usage.used, self.usage.limit = usage.used, usage.total
+        return result
+
+    def _check_floor(self) -> None:
+        remaining = self.usage.remaining
+        floor = self.settings.min_remaining_calls
+        if floor and remaining is not None and remaining <= floor:
+            raise QuotaExhausted(
+                f"Salesforce API calls remaining today: {remaining}, at the floor "
+                f"min_remaining_calls={floor}; the run stopped after the last captured page "
+                "and the next run resumes there"
+            )

@@ -1,0 +1,1 @@
+"""Local stand-ins for Salesforce, HubSpot and GA4 that speak their real wire protocols."""

@@ -1,0 +1,224 @@
+"""Salesforce REST over HTTPS: query/queryAll/queryMore, errors and limits as Salesforce sends them.
+
+The real `simple-salesforce` talks to this unchanged (crm-apis.md §1, §7): JSON-array error
+bodies, `nextRecordsUrl` locators, `Sforce-Limit-Info` on every answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import date, datetime
+from typing import Any
+
+from sandbox import soql
+from sandbox.http import App, Request, Response
+from sandbox.salesforce_auth import SandboxCredentials, add_login_routes
+from sandbox.salesforce_data import SalesforceData, sf_time
+
+API_VERSION_PATH = r"/services/data/v(?P<ver>\d+\.\d)"
+
+
+def sf_error(status: int, code: str, message: str) -> Response:
+    return Response.json([{"message": message, "errorCode": code}], status)
+
+
+class SalesforceSandbox:
+    """State of the fake org's API: sessions, quota, cursors; the data lives in SalesforceData."""
+
+    def __init__(
+        self,
+        data: SalesforceData | None = None,
+        *,
+        default_page_size: int = 2000,
+        daily_limit: int = 15000,
+    ) -> None:
+        self.data = data or SalesforceData()
+        self.default_page_size = default_page_size
+        self.daily_limit = daily_limit
+        self.api_used = 0
+        self.tokens: set[str] = {"sandbox-session"}
+        self.cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
+        """Open query locators: the records and the page size the query asked for."""
+        self._cursor_ids = itertools.count(1)
+        self.lock = threading.Lock()
+        self.requests: list[str] = []
+        self.credentials = SandboxCredentials()
+        self.app = self._build_app()
+
+    # -- controls used by tests and the demo -----------------------------------------------
+    def expire_sessions(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def issue_token(self, token: str) -> None:
+        with self.lock:
+            self.tokens.add(token)
+
+    def allow_calls(self, count: int) -> None:
+        """Leave exactly `count` calls of today's quota; the next one is REQUEST_LIMIT_EXCEEDED."""
+        with self.lock:
+            self.daily_limit = self.api_used + count
+
+    def data_requests(self) -> int:
+        """REST calls served (logins excluded): what counts against the org's daily limit."""
+        with self.lock:
+            return len(self.requests)
+
+    # -- wire --------------------------------------------------------------------------------
+    def _build_app(self) -> App:
+        app = App()
+        app.before.append(self._check_auth)
+        add_login_routes(app, self.credentials, self.issue_token)
+
+        @app.route("GET", API_VERSION_PATH + r"/(?P<kind>query|queryAll)/?")
+        def query(req: Request) -> Response:
+            q = req.arg("q")
+            if not q:
+                return sf_error(400, "MALFORMED_QUERY", "missing query parameter q")
+            return self._query(req, q, include_deleted=req.params["kind"] == "queryAll")
+
+        @app.route(
+            "GET",
+            API_VERSION_PATH + r"/(?:query|queryAll)/(?P<cursor>[A-Za-z0-9]+)-"
+            r"(?P<offset>\d+)",
+        )
+        def query_more(req: Request) -> Response:
+            return self._page(req, req.params["cursor"], int(req.params["offset"]))
+
+        @app.route("GET", API_VERSION_PATH + r"/sobjects/(?P<obj>\w+)/describe/?")
+        def describe(req: Request) -> Response:
+            obj = req.params["obj"]
+            names = self.data.field_names.get(obj)
+            if names is None:
+                return sf_error(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
+            fields = [{"name": n, "picklistValues": self._picklist(obj, n)} for n in sorted(names)]
+            return Response.json({"name": obj, "fields": fields}, headers=self._limit_header())
+
+        @app.route("GET", API_VERSION_PATH + r"/limits/?")
+        def limits(req: Request) -> Response:
+            return Response.json(
+                {
+                    "DailyApiRequests": {
+                        "Max": self.daily_limit,
+                        "Remaining": self.daily_limit - self.api_used,
+                    }
+                },
+                headers=self._limit_header(),
+            )
+
+        return app
+
+    def _picklist(self, obj: str, name: str) -> list[dict[str, Any]]:
+        """Values the org's picklist offers: those declared, plus any stored on a record."""
+        values = set(self.data.picklists.get((obj, name), ()))
+        if values:
+            values |= {
+                str(r[name]) for r in self.data.rows(obj, True) if isinstance(r.get(name), str)
+            }
+        return [
+            {"value": v, "label": v, "active": True, "defaultValue": False} for v in sorted(values)
+        ]
+
+    def _check_auth(self, req: Request) -> Response | None:
+        if not req.path.startswith("/services/data/"):
+            return None
+        with self.lock:
+            self.requests.append(f"{req.method} {req.path}")
+            auth = req.header("authorization") or ""
+            token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+            if token not in self.tokens:
+                return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            if self.api_used >= self.daily_limit:
+                return sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            self.api_used += 1
+        return None
+
+    def _limit_header(self) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}
+
+    def _page_size(self, req: Request) -> int:
+        options = req.header("sforce-query-options") or ""
+        for part in options.split(","):
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "batchsize" and value.isdigit():
+                return max(200, min(2000, int(value), self.default_page_size))
+        return self.default_page_size
+
+    def _query(self, req: Request, text: str, *, include_deleted: bool) -> Response:
+        try:
+            parsed = soql.parse(text)
+        except soql.SoqlError as exc:
+            return sf_error(400, exc.code, f"\n{text}\nERROR at Row:1:Column:1\n{exc}")
+        known = self.data.field_names.get(parsed.obj)
+        if known is None:
+            return sf_error(400, "INVALID_TYPE", f"sObject type '{parsed.obj}' is not supported.")
+        for name in [*parsed.fields, *soql.fields_in(parsed.where), *(n for n, _ in parsed.order)]:
+            if name not in known:
+                return sf_error(
+                    400,
+                    "INVALID_FIELD",
+                    f"\n{text}\n^\nERROR at Row:1:Column:1\nNo such column '{name}' "
+                    f"on entity '{parsed.obj}'. If you are attempting to use a "
+                    "custom field, be sure to append the '__c' after the custom "
+                    "field name.",
+                )
+        indexed = {"Id", self.data.indexed_field(parsed.obj) or "Id"}
+        only = soql.narrowing(parsed.where, indexed)
+        rows = [
+            r
+            for r in self.data.rows(parsed.obj, include_deleted, only=only)
+            if soql.matches(parsed.where, r)
+        ]
+        if parsed.order:
+            rows.sort(key=soql.sort_key(parsed.order))
+        if parsed.limit is not None:
+            rows = rows[: parsed.limit]
+        records = [self._shape(parsed.obj, r, parsed.fields) for r in rows]
+        size = self._page_size(req)
+        with self.lock:
+            cursor = f"01gSBX{next(self._cursor_ids):012d}"
+            self.cursors[cursor] = (records, size)
+        return self._respond(req, cursor, 0, include_deleted)
+
+    def _page(self, req: Request, cursor: str, offset: int) -> Response:
+        with self.lock:
+            known = cursor in self.cursors
+        if not known:
+            return sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        include_deleted = "/queryAll/" in req.path
+        return self._respond(req, cursor, offset, include_deleted)
+
+    def _respond(self, req: Request, cursor: str, offset: int, include_deleted: bool) -> Response:
+        """One page; the locator keeps the batch size of its query, as Salesforce's does."""
+        with self.lock:
+            records, size = self.cursors[cursor]
+        page = records[offset : offset + size]
+        done = offset + size >= len(records)
+        body: dict[str, Any] = {"totalSize": len(records), "done": done, "records": page}
+        if done:
+            with self.lock:
+                self.cursors.pop(cursor, None)
+        else:
+            kind = "queryAll" if include_deleted else "query"
+            body["nextRecordsUrl"] = (
+                f"/services/data/v{req.params['ver']}/{kind}/{cursor}-{offset + size}"
+            )
+        return Response.json(body, headers=self._limit_header())
+
+    @staticmethod
+    def _shape(obj: str, row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "attributes": {
+                "type": obj,
+                "url": f"/services/data/v59.0/sobjects/{obj}/{row.get('Id')}",
+            }
+        }
+        for name in fields:
+            value = row.get(name)
+            if isinstance(value, datetime):
+                value = sf_time(value)
+            elif isinstance(value, date):
+                value = value.isoformat()
+            out[name] = value
+        return out

@@ -1,0 +1,226 @@
+"""Reading the outbox and a person's actions on it: list, show, resend, discard, prune.
+
+A mixin of `StateStore` (it needs only `engine`), kept apart so the capture/delivery hot path in
+store.py stays small. Nothing here ever touches a row that is `sending`: that row belongs to a
+live claim (or will become `unknown` when its lease runs out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from state import schema as s
+from sync.model import Status
+
+RESOLVED = (Status.SENT, Status.SKIPPED, Status.INVALID, Status.DISCARDED, Status.DEAD)
+ONCE_BLOCKING = (Status.PENDING, Status.SENDING, Status.SENT, Status.RETRY, Status.UNKNOWN)
+"""A row in one of these states counts as "already sent (or being sent)" for once_per_record."""
+
+RESENDABLE = (
+    Status.UNKNOWN,
+    Status.DEAD,
+    Status.RETRY,
+    Status.INVALID,
+    Status.SKIPPED,
+    Status.DISCARDED,
+)
+"""`sent` is not here on purpose: GA4 has no idempotency key, so a resend of a sent row is a
+second conversion. `pending`/`sending` are already on their way."""
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    deleted: int
+    kept_for_once: int
+    """Old resolved rows kept because they are the `sent` row a once_per_record check needs."""
+    kept_in_window: int
+    """Old resolved rows kept because a connector may still re-read their CRM change."""
+
+
+class OutboxAdmin:
+    engine: Engine
+
+    # -- reading ---------------------------------------------------------------------------
+    def list_outbox(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        connector: str | None = None,
+        keys: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        o = s.outbox
+        q = sa.select(o).order_by(o.c.changed_at, o.c.key)
+        if statuses:
+            q = q.where(o.c.status.in_(list(statuses)))
+        if connector:
+            q = q.where(o.c.connector == connector)
+        if keys:
+            q = q.where(o.c.key.in_(list(keys)))
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def resolve_keys(self, prefixes: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Full keys for what a person typed (a key or a unique prefix of at least 8 chars).
+
+        Returns (keys found, problems), one problem per prefix that matched none or several.
+        """
+        o = s.outbox
+        found: list[str] = []
+        problems: list[str] = []
+        with self.engine.connect() as conn:
+            for prefix in prefixes:
+                if len(prefix) >= 64:
+                    hits = list(conn.execute(sa.select(o.c.key).where(o.c.key == prefix)).scalars())
+                elif len(prefix) < 8:
+                    problems.append(f"{prefix}: give at least 8 characters of the key")
+                    continue
+                else:
+                    hits = list(
+                        conn.execute(
+                            sa.select(o.c.key).where(o.c.key.startswith(prefix)).limit(2)
+                        ).scalars()
+                    )
+                if not hits:
+                    problems.append(f"{prefix}: no outbox row has this key")
+                elif len(hits) > 1:
+                    problems.append(f"{prefix}: matches several rows; give more of the key")
+                else:
+                    found.append(hits[0])
+        return found, problems
+
+    def keys_with_status(self, statuses: Sequence[str], connector: str | None = None) -> list[str]:
+        o = s.outbox
+        q = sa.select(o.c.key).where(o.c.status.in_(list(statuses))).order_by(o.c.key)
+        if connector:
+            q = q.where(o.c.connector == connector)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+    def count_by_status(self, connector: str | None = None) -> dict[str, int]:
+        o = s.outbox
+        q = sa.select(o.c.status, sa.func.count()).group_by(o.c.status)
+        if connector:
+            q = q.where(o.c.connector == connector)
+        with self.engine.connect() as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(q)}
+
+    def attempts_for(self, key: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(s.attempts).where(s.attempts.c.key == key).order_by(s.attempts.c.id)
+                )
+            ]
+
+    def last_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(sa.select(s.runs).order_by(s.runs.c.id.desc()).limit(limit))
+            ]
+
+    def watermarks(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(s.watermarks))]
+
+    # -- operator actions ------------------------------------------------------------------
+    def resend(self, keys: Sequence[str], now: datetime, reason: str) -> int:
+        """Put rows back in the queue; a person decided (e.g. after checking GA4 for unknowns)."""
+        o = s.outbox
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.update(o)
+                    .where(
+                        o.c.key.in_(list(keys)),
+                        o.c.status.in_([st.value for st in RESENDABLE]),
+                        o.c.payload.is_not(None),
+                    )
+                    .values(
+                        status=Status.PENDING.value,
+                        next_attempt_at=now,
+                        updated_at=now,
+                        claim_token=None,
+                        lease_until=None,
+                        reason=reason,
+                    )
+                ).rowcount
+                or 0
+            )
+
+    def discard(self, keys: Sequence[str], now: datetime, reason: str) -> int:
+        o = s.outbox
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.update(o)
+                    .where(
+                        o.c.key.in_(list(keys)),
+                        o.c.status != Status.SENT.value,
+                        o.c.status != Status.SENDING.value,
+                    )
+                    .values(
+                        status=Status.DISCARDED.value, updated_at=now, reason=f"discarded: {reason}"
+                    )
+                ).rowcount
+                or 0
+            )
+
+    def prune(
+        self, *, older_than: datetime, keep_since: dict[str, datetime], dry_run: bool = False
+    ) -> PruneResult:
+        """Delete resolved rows last touched before `older_than`, except what dedup needs.
+
+        The rule, and why:
+        1. Only resolved rows go (`sent`, `skipped`, `invalid`, `discarded`, `dead`). `pending`,
+           `retry`, `sending` and `unknown` are work or a decision still to make.
+        2. A `sent` row with a `once_key` stays: it is what tells capture "this record already
+           converted" (once_per_record). Deleting it would let Won -> Lost -> Won send again.
+        3. A row whose CRM change happened at or after `keep_since[connector]` stays: that
+           connector may still re-read the change (its watermark minus its overlap / initial
+           lookback, computed by the caller from the config), and the row's key is what makes
+           the re-read a duplicate instead of a new send. Rows of a connector not in
+           `keep_since` (removed from the config) follow rules 1-2 only.
+        Their attempts go with them. Outside these windows a re-read change is older than
+        GA4's 72 h backdating window and is skipped `too_old` (unless a backfill explicitly
+        asks `--old-events=clamp` over a pruned period: that is a person's decision).
+        """
+        o = s.outbox
+        old = sa.and_(
+            o.c.status.in_([st.value for st in RESOLVED]),
+            o.c.updated_at < older_than,
+        )
+        once_needed = sa.and_(o.c.status == Status.SENT.value, o.c.once_key.is_not(None))
+        window_terms = [
+            sa.and_(o.c.connector == name, o.c.changed_at >= since)
+            for name, since in keep_since.items()
+        ]
+        in_window = sa.or_(*window_terms) if window_terms else sa.false()
+        with self.engine.begin() as conn:
+            kept_once = conn.execute(
+                sa.select(sa.func.count()).select_from(o).where(old, once_needed)
+            ).scalar_one()
+            kept_window = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(o)
+                .where(old, sa.not_(once_needed), in_window)
+            ).scalar_one()
+            doomed = sa.and_(old, sa.not_(once_needed), sa.not_(in_window))
+            if dry_run:
+                would = conn.execute(sa.select(sa.func.count()).select_from(o).where(doomed))
+                return PruneResult(int(would.scalar_one()), int(kept_once), int(kept_window))
+            conn.execute(
+                sa.delete(s.attempts).where(s.attempts.c.key.in_(sa.select(o.c.key).where(doomed)))
+            )
+            deleted = conn.execute(sa.delete(o).where(doomed)).rowcount
+        return PruneResult(int(deleted or 0), int(kept_once), int(kept_window))

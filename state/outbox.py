@@ -1,0 +1,231 @@
+"""The delivery queue: claims with leases, settling, and leases that ran out.
+
+A mixin of `StateStore`. A row is claimed (`sending`, claim token, lease) and committed before
+any request leaves, so a crash can never turn into a silent resend: an expired lease becomes
+`unknown` (or `retry` for a purchase GA4 deduplicates by transaction_id). On PostgreSQL the
+claim reads with `FOR UPDATE SKIP LOCKED`, so replicas claim disjoint rows without waiting on
+each other; on SQLite `BEGIN IMMEDIATE` serializes claims.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from state import schema as s
+from state.sql import retry_on_disconnect, to_json
+from sync.clock import ensure_utc
+from sync.model import Status
+
+
+@dataclass
+class ClaimedRow:
+    key: str
+    connector: str
+    event_name: str | None
+    payload: dict[str, Any]
+    group_key: str
+    changed_at: datetime
+    attempts: int
+    resend_if_unknown: bool
+    claim_token: str
+    rule: str | None = None
+    mapping_hash: str | None = None
+    """Which mapping version and rule made the row: `--validate-remote` checks each pair once."""
+
+
+@dataclass
+class Settlement:
+    key: str
+    claim_token: str
+    status: Status
+    reason: str | None = None
+    next_attempt_at: datetime | None = None
+    http_status: int | None = None
+    attempted: bool = True
+    payload: dict[str, Any] | None = None
+    """Replaces the stored payload (e.g. a clamped timestamp)."""
+    sent_payload: dict[str, Any] | None = None
+    """The secret-free request body as sent, for the audit trail."""
+
+
+class DeliveryQueue:
+    engine: Engine
+    dialect: str
+
+    # -- delivery --------------------------------------------------------------------------
+    @retry_on_disconnect
+    def expire_leases(self, now: datetime) -> int:
+        """A `sending` row whose lease ran out: the request may or may not have gone out."""
+        o = s.outbox
+        with self.engine.begin() as conn:
+            resendable = conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.status == Status.SENDING.value,
+                    o.c.lease_until < now,
+                    o.c.resend_if_unknown.is_(True),
+                )
+                .values(
+                    status=Status.RETRY.value,
+                    next_attempt_at=now,
+                    updated_at=now,
+                    reason="lease expired (crash?); resending: GA4 deduplicates this "
+                    "purchase by transaction_id",
+                )
+            ).rowcount
+            held = conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.status == Status.SENDING.value,
+                    o.c.lease_until < now,
+                )
+                .values(
+                    status=Status.UNKNOWN.value,
+                    updated_at=now,
+                    reason="lease expired: the process stopped while sending, so GA4 may or "
+                    "may not have it; `ga4sync outbox resend` or `discard`",
+                )
+            ).rowcount
+        return int(resendable or 0) + int(held or 0)
+
+    @retry_on_disconnect
+    def claim_due(
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        scope: str | None = None,
+        connector: str | None = None,
+    ) -> list[ClaimedRow]:
+        """Atomically move due rows to `sending`; replicas never claim the same row."""
+        o = s.outbox
+        token = uuid.uuid4().hex
+        due = sa.select(o.c.key).where(
+            o.c.status.in_([Status.PENDING.value, Status.RETRY.value]),
+            o.c.next_attempt_at <= now,
+        )
+        if connector:
+            due = due.where(o.c.connector == connector)
+        if scope:
+            due = due.where(o.c.scope == scope)
+        due = due.order_by(o.c.next_attempt_at, o.c.key).limit(limit)
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            keys = list(conn.execute(due).scalars())
+            if not keys:
+                return []
+            conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.key.in_(keys),
+                    o.c.status.in_([Status.PENDING.value, Status.RETRY.value]),
+                )
+                .values(
+                    status=Status.SENDING.value,
+                    claim_token=token,
+                    lease_until=now + lease,
+                    attempts=o.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            rows = conn.execute(
+                sa.select(
+                    o.c.key,
+                    o.c.connector,
+                    o.c.event_name,
+                    o.c.payload,
+                    o.c.group_key,
+                    o.c.changed_at,
+                    o.c.attempts,
+                    o.c.resend_if_unknown,
+                    o.c.rule,
+                    o.c.mapping_hash,
+                ).where(o.c.claim_token == token, o.c.status == Status.SENDING.value)
+            ).all()
+        return [
+            ClaimedRow(
+                key=r.key,
+                connector=r.connector,
+                event_name=r.event_name,
+                payload=json.loads(r.payload or "{}"),
+                group_key=r.group_key or "",
+                changed_at=ensure_utc(r.changed_at),
+                attempts=int(r.attempts),
+                resend_if_unknown=bool(r.resend_if_unknown),
+                claim_token=token,
+                rule=r.rule,
+                mapping_hash=r.mapping_hash,
+            )
+            for r in rows
+        ]
+
+    @retry_on_disconnect
+    def settle(self, outcomes: Sequence[Settlement], now: datetime) -> None:
+        """Record what happened to claimed rows; only rows still held by our claim change.
+
+        One executemany per kind of change (not one statement per row): delivery settles
+        hundreds of rows a second, and per-row statement overhead would idle the senders.
+        """
+        if not outcomes:
+            return
+        o = s.outbox
+        groups: dict[tuple[Status, bool], list[dict[str, Any]]] = {}
+        for st in outcomes:
+            params: dict[str, Any] = {
+                "b_key": st.key,
+                "b_token": st.claim_token,
+                "b_reason": st.reason,
+            }
+            if st.status == Status.RETRY:
+                params["b_next"] = st.next_attempt_at or now
+            if st.payload is not None:
+                params["b_payload"] = to_json(st.payload)
+            groups.setdefault((st.status, st.payload is not None), []).append(params)
+        attempts = [
+            {
+                "key": st.key,
+                "attempted_at": now,
+                "outcome": st.status.value,
+                "http_status": st.http_status,
+                "detail": st.reason,
+                "payload": to_json(st.sent_payload) if st.sent_payload is not None else None,
+            }
+            for st in outcomes
+            if st.attempted
+        ]
+        with self.engine.begin() as conn:
+            for (status, has_payload), rows in groups.items():
+                values: dict[str, Any] = {
+                    "status": status.value,
+                    "reason": sa.bindparam("b_reason"),
+                    "updated_at": now,
+                    "lease_until": None,
+                }
+                if status == Status.SENT:
+                    values["sent_at"] = now
+                if status == Status.RETRY:
+                    values["next_attempt_at"] = sa.bindparam("b_next")
+                if has_payload:
+                    values["payload"] = sa.bindparam("b_payload")
+                conn.execute(
+                    sa.update(o)
+                    .where(
+                        o.c.key == sa.bindparam("b_key"),
+                        o.c.claim_token == sa.bindparam("b_token"),
+                        o.c.status == Status.SENDING.value,
+                    )
+                    .values(**values),
+                    rows,
+                )
+            if attempts:
+                conn.execute(sa.insert(s.attempts), attempts)

@@ -1,0 +1,66 @@
+"""The `runs` table: one row per capture, for `ga4sync status` and the daemon's health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from state import schema as s
+from state.sql import retry_on_disconnect
+
+
+class RunLog:
+    engine: Engine
+
+    # -- runs ------------------------------------------------------------------------------
+    @retry_on_disconnect
+    def start_run(self, connector: str, kind: str, now: datetime) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.insert(s.runs).values(
+                    connector=connector,
+                    kind=kind,
+                    started_at=now,
+                    status="running",
+                    captured=0,
+                    rejected=0,
+                    api_calls=0,
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
+
+    @retry_on_disconnect
+    def finish_run(
+        self,
+        run_id: int,
+        now: datetime,
+        *,
+        status: str,
+        captured: int,
+        rejected: int,
+        api_calls: int,
+        api_used: int | None,
+        api_limit: int | None,
+        error: str | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(s.runs)
+                .where(s.runs.c.id == run_id)
+                .values(
+                    finished_at=now,
+                    status=status,
+                    captured=captured,
+                    rejected=rejected,
+                    api_calls=api_calls,
+                    api_used=api_used,
+                    api_limit=api_limit,
+                    error=error,
+                    warnings="\n".join(warnings) if warnings else None,
+                )
+            )

@@ -1,0 +1,125 @@
+"""Tables and versioned migrations. Plain typed columns so `psql`/`sqlite3` can read them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(128), nullable=False),
+    sa.Column("record_id", sa.String(128), nullable=False),
+    sa.Column("field", sa.String(128), nullable=False),
+    sa.Column("from_value", sa.Text),
+    sa.Column("to_value", sa.Text, nullable=False),
+    sa.Column("changed_at", TS, nullable=False),
+    sa.Column("detected_by", sa.String(16), nullable=False),
+    sa.Column("source_ref", sa.Text),
+    sa.Column("rule", sa.Text),
+    sa.Column("event_name", sa.String(64)),
+    sa.Column("payload", sa.Text),
+    sa.Column("group_key", sa.Text),
+    sa.Column("once_key", sa.String(64)),
+    sa.Column("resend_if_unknown", sa.Boolean, nullable=False, default=False),
+    sa.Column("mapping_path", sa.Text),
+    sa.Column("mapping_hash", sa.String(64)),
+    sa.Column("record_json", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", TS),
+    sa.Column("claim_token", sa.String(64)),
+    sa.Column("lease_until", TS),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("sent_at", TS),
+    sa.Column("scope", sa.String(128), nullable=False, default="daemon"),
+    sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_once", "once_key"),
+    sa.Index("ix_outbox_connector_status", "connector", "status"),
+    sa.Index("ix_outbox_claim", "claim_token"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False, index=True),
+    sa.Column("attempted_at", TS, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("detail", sa.Text),
+    sa.Column("payload", sa.Text),
+)
+
+watermarks = sa.Table(
+    "watermarks",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("object_type", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("value", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("object_type", sa.String(128), primary_key=True),
+    sa.Column("record_id", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Text),
+    sa.Column("seen_at", TS, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("connector", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("captured", sa.Integer, nullable=False, default=0),
+    sa.Column("rejected", sa.Integer, nullable=False, default=0),
+    sa.Column("api_calls", sa.Integer, nullable=False, default=0),
+    sa.Column("api_used", sa.Integer),
+    sa.Column("api_limit", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("warnings", sa.Text),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    for table in (outbox, attempts, watermarks, snapshots, runs, locks):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+"""MIGRATIONS[i] moves the schema from version i to i+1. Append; never edit a shipped one."""
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,86 @@
+"""`ga4sync` command line. Exit codes: 0 ok, 1 problems found / run failed, 2 usage or config."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sync import __version__
+from sync.errors import ConfigError, MappingError
+from sync.logs import configure_logging
+
+
+class Ga4SyncGroup(click.Group):
+    """Turns our own errors into one clear message and exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, MappingError) as exc:
+            for line in exc.problems:
+                click.echo(f"error: {line}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Ga4SyncGroup)
+@click.version_option(__version__, prog_name="ga4sync")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    envvar="GA4SYNC_CONFIG",
+    default="ga4sync.yaml",
+    show_default=True,
+    help="Config file (or GA4SYNC_CONFIG).",
+)
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str, log_level: str, log_format: str) -> None:
+    """Send CRM stage changes to GA4 as offline conversions, each exactly once."""
+    configure_logging(log_level, log_format)
+    ctx.obj = {"config_path": config_path}
+
+
+def _register() -> None:
+    from sync.commands import demo, run, sandbox_cmd
+
+    main.add_command(run.run)
+    main.add_command(demo.demo)
+    main.add_command(sandbox_cmd.sandbox)
+    from sync.commands import mappings_cmd
+
+    main.add_command(mappings_cmd.mappings)
+    from sync.commands import ga4_cmd
+
+    main.add_command(ga4_cmd.ga4)
+    from sync.commands import daemon_cmd
+
+    main.add_command(daemon_cmd.daemon)
+    from sync.commands import backfill_cmd
+
+    main.add_command(backfill_cmd.backfill)
+    from sync.commands import outbox_cmd, state_cmd
+
+    main.add_command(outbox_cmd.outbox)
+    main.add_command(state_cmd.state)
+    from sync.commands import status_cmd
+
+    main.add_command(status_cmd.status)
+    from sync.commands import report_cmd
+
+    main.add_command(report_cmd.report)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""GA4 Measurement Protocol: identities, validation rules, request building and sending."""

@@ -1,0 +1,355 @@
+"""The walk over one Measurement Protocol payload behind `rules.validate_payload`.
+
+Kept apart from the rule catalogue (rules.py) so each stays readable: rules.py says what the
+rules are and which mode applies them, this module finds where a payload breaks them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sync.clock import to_micros
+from sync.ga4.event_checks import EventChecks, is_number
+from sync.ga4.identity import looks_like_email, looks_like_phone, strip_cookie_prefix
+from sync.ga4.rules import (
+    ADDRESS_KEYS,
+    BACKDATE_WINDOW,
+    CLIENT_ID,
+    CONSENT_KEYS,
+    FUTURE_TOLERANCE,
+    MAX_ADDRESSES,
+    MAX_BODY_BYTES,
+    MAX_EVENTS,
+    MAX_HASHED_EMAILS,
+    MAX_HASHED_PHONES,
+    MAX_USER_ID,
+    MAX_USER_PROPERTIES,
+    MAX_USER_PROPERTY_NAME,
+    MAX_USER_PROPERTY_VALUE,
+    NAME,
+    PARSE_ERROR,
+    RESERVED_USER_PROPERTIES,
+    RESERVED_USER_PROPERTY_PREFIXES,
+    RULES,
+    SHA256_HEX,
+    TOP_LEVEL_KEYS,
+    USER_DATA_KEYS,
+    Mode,
+    ValidationMessage,
+    encoded_size,
+)
+
+
+class PayloadChecker(EventChecks):
+    """Walks one payload and collects problems of the rules the mode applies."""
+
+    def __init__(self, mode: Mode, now: datetime) -> None:
+        self.enforce = mode == Mode.ENFORCE
+        self.now_us = to_micros(now)
+        self.out: list[ValidationMessage] = []
+
+    def add(self, rule: str, path: str, description: str, code: str) -> None:
+        if RULES[rule].enforce_only and not self.enforce:
+            return
+        self.out.append(ValidationMessage(path, description, code, rule))
+
+    def payload(self, payload: Any) -> None:
+        if not isinstance(payload, dict):
+            self.add("json_object", "", f"{PARSE_ERROR} Expected a JSON object.", "VALUE_INVALID")
+            return
+        for key in payload:
+            if key not in TOP_LEVEL_KEYS:
+                self.add(
+                    "unknown_field", "", f"{PARSE_ERROR} {key}: Cannot find field.", "VALUE_INVALID"
+                )
+        self.ids(payload)
+        if payload.get("timestamp_micros") is not None:
+            self.timestamp(payload["timestamp_micros"], "timestamp_micros")
+        self.user_properties(payload.get("user_properties"))
+        self.consent(payload)
+        self.user_data(payload.get("user_data"))
+        events = payload.get("events")
+        if not isinstance(events, list) or not events:
+            self.add(
+                "events_required",
+                "events",
+                "Measurement requires at least one event.",
+                "VALUE_REQUIRED",
+            )
+        else:
+            if len(events) > MAX_EVENTS:
+                self.add(
+                    "events_count",
+                    "events",
+                    f"Measurement has [{len(events)}] events. The maximum is [{MAX_EVENTS}].",
+                    "EXCEEDED_MAX_ENTITIES",
+                )
+            for i, event in enumerate(events):
+                self.event(i, event)
+        size = encoded_size(payload)
+        if size >= MAX_BODY_BYTES:
+            self.add(
+                "body_size",
+                "",
+                f"Measurement payload is [{size}] bytes. It must be smaller than "
+                f"[{MAX_BODY_BYTES}] bytes.",
+                "VALUE_OUT_OF_BOUNDS",
+            )
+
+    def ids(self, payload: dict[str, Any]) -> None:
+        cid = payload.get("client_id")
+        if cid is None and payload.get("app_instance_id") is None:
+            self.add("client_id_required", "client_id", "client_id is required.", "VALUE_REQUIRED")
+        elif cid is not None:
+            if not isinstance(cid, str) or not cid:
+                self.add(
+                    "client_id_type",
+                    "client_id",
+                    f"client_id [{cid}] must be a non-empty string.",
+                    "VALUE_INVALID",
+                )
+            elif not CLIENT_ID.match(strip_cookie_prefix(cid)):
+                self.add(
+                    "client_id_format",
+                    "client_id",
+                    f"client_id [{cid}] has invalid format. "
+                    "It should be in <number>.<number> format.",
+                    "VALUE_INVALID",
+                )
+        uid = payload.get("user_id")
+        if uid is None:
+            return
+        if not isinstance(uid, str):
+            self.add("user_id_type", "user_id", "user_id must be a string.", "VALUE_INVALID")
+        elif len(uid) > MAX_USER_ID:
+            self.add(
+                "user_id_length",
+                "user_id",
+                f"user_id has [{len(uid)}] characters. The maximum is [{MAX_USER_ID}].",
+                "VALUE_OUT_OF_BOUNDS",
+            )
+        elif looks_like_email(uid) or looks_like_phone(uid):
+            self.add(
+                "pii",
+                "user_id",
+                "user_id looks like an email address or phone number; GA4 forbids PII "
+                "(send it hashed in user_data instead).",
+                "VALUE_INVALID",
+            )
+
+    def timestamp(self, ts: Any, path: str, where: str = "Measurement") -> None:
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            if not (isinstance(ts, str) and ts.isdigit()):
+                self.add(
+                    "timestamp_type",
+                    path,
+                    f"{where} {path} [{ts}] must be an integer.",
+                    "VALUE_INVALID",
+                )
+                return
+            ts = int(ts)
+        if 10**12 <= ts < 10**14:
+            self.add(
+                "timestamp_millis",
+                path,
+                f"{where} {path} [{ts}] looks like milliseconds; GA4 wants microseconds "
+                "(multiply by 1000). GA4 would read it as a time in 1970.",
+                "VALUE_INVALID",
+            )
+        elif ts > self.now_us + int(FUTURE_TOLERANCE.total_seconds() * 1_000_000):
+            self.add(
+                "timestamp_future",
+                path,
+                f"{where} {path} [{ts}] is in the future.",
+                "VALUE_INVALID",
+            )
+        elif ts < self.now_us - int(BACKDATE_WINDOW.total_seconds() * 1_000_000):
+            self.add(
+                "timestamp_too_old",
+                path,
+                f"Measurement {path} has timestamp too far in the past. Measurement protocol "
+                f"only supports timestamps [72h] into the past. The current time in UNIX "
+                f"microseconds is [{self.now_us}].",
+                "VALUE_INVALID",
+            )
+
+    def user_properties(self, props: Any) -> None:
+        if props is None:
+            return
+        path = "user_properties"
+        if not isinstance(props, dict):
+            self.add(
+                "user_properties_type", path, "user_properties must be an object.", "VALUE_INVALID"
+            )
+            return
+        if len(props) > MAX_USER_PROPERTIES:
+            self.add(
+                "user_properties_count",
+                path,
+                f"Measurement has [{len(props)}] user properties. "
+                f"The maximum is [{MAX_USER_PROPERTIES}].",
+                "EXCEEDED_MAX_ENTITIES",
+            )
+        for name, body in props.items():
+            if not NAME.match(name):
+                self.add(
+                    "user_property_name",
+                    path,
+                    f"User property has invalid name [{name}]. Names must start with an "
+                    "alphabetic character.",
+                    "NAME_INVALID",
+                )
+            elif len(name) > MAX_USER_PROPERTY_NAME:
+                self.add(
+                    "user_property_name_length",
+                    path,
+                    f"User property name [{name}] is longer than [{MAX_USER_PROPERTY_NAME}] "
+                    "characters.",
+                    "VALUE_OUT_OF_BOUNDS",
+                )
+            elif name in RESERVED_USER_PROPERTIES or name.startswith(
+                RESERVED_USER_PROPERTY_PREFIXES
+            ):
+                self.add(
+                    "user_property_reserved",
+                    path,
+                    f"User property has name [{name}] which is reserved.",
+                    "NAME_RESERVED",
+                )
+            if not isinstance(body, dict) or "value" not in body:
+                self.add(
+                    "user_properties_type",
+                    path,
+                    f"User property [{name}] must be an object with a value.",
+                    "VALUE_REQUIRED",
+                )
+                continue
+            value = body["value"]
+            if body.get("timestamp_micros") is not None:
+                self.timestamp(body["timestamp_micros"], "timestamp_micros", "User property")
+            if not (isinstance(value, str) or is_number(value)):
+                self.add(
+                    "user_property_value",
+                    path,
+                    f"User property [{name}] has invalid value [{json.dumps(value)}]. "
+                    "Values must be strings or numbers.",
+                    "VALUE_INVALID",
+                )
+            elif isinstance(value, str) and len(value) > MAX_USER_PROPERTY_VALUE:
+                self.add(
+                    "user_property_length",
+                    path,
+                    f"User property [{name}] value is longer than "
+                    f"[{MAX_USER_PROPERTY_VALUE}] characters.",
+                    "VALUE_OUT_OF_BOUNDS",
+                )
+            elif looks_like_email(value) or looks_like_phone(value):
+                self.add(
+                    "pii",
+                    path,
+                    f"User property [{name}] looks like an email address or phone "
+                    "number; GA4 forbids PII.",
+                    "VALUE_INVALID",
+                )
+
+    def consent(self, payload: dict[str, Any]) -> None:
+        npa = payload.get("non_personalized_ads")
+        if npa is not None and not isinstance(npa, bool):
+            self.add(
+                "non_personalized_ads",
+                "non_personalized_ads",
+                f"non_personalized_ads [{npa}] must be true or false.",
+                "VALUE_INVALID",
+            )
+        consent = payload.get("consent")
+        if consent is None:
+            return
+        if not isinstance(consent, dict):
+            self.add("consent", "consent", "consent must be an object.", "VALUE_INVALID")
+            return
+        for key, value in consent.items():
+            if key not in CONSENT_KEYS:
+                self.add(
+                    "unknown_field",
+                    "",
+                    f"{PARSE_ERROR} (consent) {key}: Cannot find field.",
+                    "VALUE_INVALID",
+                )
+            elif value not in ("GRANTED", "DENIED"):
+                self.add(
+                    "consent",
+                    "consent",
+                    f"consent.{key} [{value}] must be GRANTED or DENIED.",
+                    "VALUE_INVALID",
+                )
+
+    def user_data(self, data: Any) -> None:
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            self.add(
+                "unknown_field",
+                "",
+                f"{PARSE_ERROR} user_data: Expected an object.",
+                "VALUE_INVALID",
+            )
+            return
+        for key in data:
+            if key not in USER_DATA_KEYS:
+                self.add(
+                    "unknown_field",
+                    "",
+                    f"{PARSE_ERROR} (user_data) {key}: Cannot find field.",
+                    "VALUE_INVALID",
+                )
+        for key, limit in (
+            ("sha256_email_address", MAX_HASHED_EMAILS),
+            ("sha256_phone_number", MAX_HASHED_PHONES),
+        ):
+            values = data.get(key)
+            values = [values] if isinstance(values, str) else values or []
+            if len(values) > limit:
+                self.add(
+                    "user_data_count",
+                    "user_data",
+                    f"user_data.{key} has [{len(values)}] values. The maximum is [{limit}].",
+                    "EXCEEDED_MAX_ENTITIES",
+                )
+            for v in values:
+                self._hashed(f"user_data.{key}", v)
+        addresses = data.get("address") or []
+        addresses = [addresses] if isinstance(addresses, dict) else addresses
+        if len(addresses) > MAX_ADDRESSES:
+            self.add(
+                "user_data_count",
+                "user_data",
+                f"user_data.address has [{len(addresses)}] values. "
+                f"The maximum is [{MAX_ADDRESSES}].",
+                "EXCEEDED_MAX_ENTITIES",
+            )
+        for address in addresses:
+            if not isinstance(address, dict):
+                continue
+            for key, value in address.items():
+                if key not in ADDRESS_KEYS:
+                    self.add(
+                        "unknown_field",
+                        "",
+                        f"{PARSE_ERROR} (user_data.address) {key}: Cannot find field.",
+                        "VALUE_INVALID",
+                    )
+                elif key.startswith("sha256_"):
+                    self._hashed(f"user_data.address.{key}", value)
+
+    def _hashed(self, where: str, value: Any) -> None:
+        if not (isinstance(value, str) and SHA256_HEX.match(value)):
+            shown = "a raw value" if isinstance(value, str) else json.dumps(value)
+            self.add(
+                "user_data_hashed",
+                "user_data",
+                f"{where} must be a lowercase hex SHA-256 digest, not {shown}; "
+                "normalise and hash it first.",
+                "VALUE_INVALID",
+            )

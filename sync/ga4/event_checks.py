@@ -1,0 +1,230 @@
+"""Per-event checks (name, params, items, money) of the payload walk in checker.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sync.ga4.identity import looks_like_email, looks_like_phone
+from sync.ga4.rules import (
+    CURRENCY,
+    EVENT_KEYS,
+    ITEM_STANDARD_KEYS,
+    MAX_ITEM_CUSTOM_PARAMS,
+    MAX_ITEMS,
+    MAX_NAME,
+    MAX_PARAM_VALUE,
+    MAX_PARAMS,
+    NAME,
+    PARSE_ERROR,
+    RESERVED_EVENTS,
+    RESERVED_PARAM_PREFIXES,
+    RESERVED_PARAMS,
+)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class EventChecks:
+    """Mixin: needs `add(rule, path, description, code)` and `timestamp(ts, path, where)`."""
+
+    def add(self, rule: str, path: str, description: str, code: str) -> None:
+        raise NotImplementedError
+
+    def timestamp(self, ts: Any, path: str, where: str = "Measurement") -> None:
+        raise NotImplementedError
+
+    def event(self, i: int, event: Any) -> None:
+        at = f"Event at index: [{i}]"
+        if not isinstance(event, dict):
+            self.add("event_type", "events", f"{at} must be an object.", "VALUE_INVALID")
+            return
+        for key in event:
+            if key not in EVENT_KEYS:
+                self.add(
+                    "unknown_field",
+                    "",
+                    f"{PARSE_ERROR} (events[{i}]) {key}: Cannot find field.",
+                    "VALUE_INVALID",
+                )
+        name = event.get("name")
+        if not isinstance(name, str) or not name:
+            self.add("event_name_required", "events", f"{at} requires a name.", "VALUE_REQUIRED")
+        elif not NAME.match(name):
+            self.add(
+                "event_name",
+                "events",
+                f"{at} has invalid name [{name}]. Names must start with an alphabetic character.",
+                "NAME_INVALID",
+            )
+        elif len(name) > MAX_NAME:
+            self.add(
+                "event_name_length",
+                "events",
+                f"{at} has name [{name}] which is longer than [{MAX_NAME}] characters.",
+                "VALUE_OUT_OF_BOUNDS",
+            )
+        elif name in RESERVED_EVENTS:
+            self.add(
+                "event_name_reserved",
+                "events",
+                f"{at} has name [{name}] which is reserved.",
+                "NAME_RESERVED",
+            )
+        if event.get("timestamp_micros") is not None:
+            self.timestamp(event["timestamp_micros"], "timestamp_micros", at)
+        params = event.get("params")
+        if params is None:
+            return
+        if not isinstance(params, dict):
+            self.add(
+                "params_type", "events.params", f"{at} params must be an object.", "VALUE_INVALID"
+            )
+            return
+        if len(params) > MAX_PARAMS:
+            self.add(
+                "params_count",
+                "events.params",
+                f"{at} has [{len(params)}] params. The maximum is [{MAX_PARAMS}].",
+                "EXCEEDED_MAX_ENTITIES",
+            )
+        for pname, value in params.items():
+            self.param(at, pname, value)
+        self.money(at, name, params)
+
+    def param(self, at: str, pname: str, value: Any) -> None:
+        path = "events.params"
+        if not NAME.match(pname):
+            self.add(
+                "param_name",
+                path,
+                f"{at} has invalid param name [{pname}]. Names must start with an "
+                "alphabetic character.",
+                "NAME_INVALID",
+            )
+        elif len(pname) > MAX_NAME:
+            self.add(
+                "param_name_length",
+                path,
+                f"{at} has param name [{pname}] which is longer than [{MAX_NAME}] characters.",
+                "VALUE_OUT_OF_BOUNDS",
+            )
+        if pname in RESERVED_PARAMS or pname.startswith(RESERVED_PARAM_PREFIXES):
+            self.add(
+                "param_reserved",
+                path,
+                f"{at} has param name [{pname}] which is reserved.",
+                "NAME_RESERVED",
+            )
+        if pname == "items":
+            self.items(at, value)
+            return
+        if not (isinstance(value, str) or is_number(value)):
+            self.add(
+                "param_scalar",
+                path,
+                f"{at} has param [{pname}] with invalid value [{json.dumps(value)}]. "
+                "Values must be strings or numbers.",
+                "VALUE_INVALID",
+            )
+        elif isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
+            self.add(
+                "param_value_length",
+                path,
+                f"{at} has param [{pname}] with a value longer than [{MAX_PARAM_VALUE}] "
+                "characters.",
+                "VALUE_OUT_OF_BOUNDS",
+            )
+        elif looks_like_email(value) or looks_like_phone(value):
+            self.add(
+                "pii",
+                path,
+                f"{at} has param [{pname}] that looks like an email address or phone "
+                "number; GA4 forbids PII.",
+                "VALUE_INVALID",
+            )
+
+    def items(self, at: str, items: Any) -> None:
+        path = "events.params.items"
+        if not isinstance(items, list):
+            self.add("items_type", path, f"{at} items must be a list.", "VALUE_INVALID")
+            return
+        if len(items) > MAX_ITEMS:
+            self.add(
+                "items_count",
+                path,
+                f"{at} has [{len(items)}] items. The maximum is [{MAX_ITEMS}].",
+                "EXCEEDED_MAX_ENTITIES",
+            )
+        for j, item in enumerate(items):
+            if not isinstance(item, dict):
+                self.add(
+                    "items_type",
+                    path,
+                    f"{at} item at index [{j}] must be an object.",
+                    "VALUE_INVALID",
+                )
+                continue
+            if not (item.get("item_id") or item.get("item_name")):
+                self.add(
+                    "item_id_or_name",
+                    path,
+                    f"{at} item at index [{j}] requires item_id or item_name.",
+                    "VALUE_REQUIRED",
+                )
+            custom = [k for k in item if k not in ITEM_STANDARD_KEYS]
+            if len(custom) > MAX_ITEM_CUSTOM_PARAMS:
+                self.add(
+                    "item_custom_params",
+                    path,
+                    f"{at} item at index [{j}] has [{len(custom)}] custom params. "
+                    f"The maximum is [{MAX_ITEM_CUSTOM_PARAMS}].",
+                    "EXCEEDED_MAX_ENTITIES",
+                )
+            for key, value in item.items():
+                if isinstance(value, dict | list) or value is None:
+                    self.add(
+                        "param_scalar",
+                        path,
+                        f"{at} item at index [{j}] has [{key}] with invalid value "
+                        f"[{json.dumps(value)}].",
+                        "VALUE_INVALID",
+                    )
+
+    def money(self, at: str, name: Any, params: dict[str, Any]) -> None:
+        path = "events.params"
+        if "value" in params:
+            if not is_number(params["value"]):
+                self.add(
+                    "value_number",
+                    path,
+                    f"{at} has param [value] [{params['value']}] which is not a number.",
+                    "VALUE_INVALID",
+                )
+            if "currency" not in params:
+                self.add(
+                    "value_currency",
+                    path,
+                    f"{at} has a value without currency; GA4 computes no revenue from it "
+                    "and does not export it to Google Ads.",
+                    "VALUE_REQUIRED",
+                )
+        cur = params.get("currency")
+        if cur is not None and not (isinstance(cur, str) and CURRENCY.match(cur)):
+            self.add(
+                "currency_code",
+                path,
+                f"{at} has currency [{cur}] which is not an uppercase ISO 4217 code.",
+                "VALUE_INVALID",
+            )
+        tid = params.get("transaction_id")
+        if name == "purchase" and tid is not None and str(tid).strip() == "":
+            self.add(
+                "transaction_id_empty",
+                path,
+                f"{at} is a purchase with an empty transaction_id; GA4 would merge it "
+                "with every other purchase that has one.",
+                "VALUE_INVALID",
+            )

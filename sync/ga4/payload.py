@@ -1,0 +1,82 @@
+"""Build Measurement Protocol bodies: one identity per request, 1-25 events, < 130,000 bytes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sync.clock import to_micros
+from sync.ga4.rules import MAX_BODY_BYTES, MAX_EVENTS
+from sync.model import Ga4Event, Identity
+
+SIZE_MARGIN = 2_000
+"""Room left under GA4's byte limit for the validation_behavior key and rounding."""
+
+
+def stored_payload(identity: Identity, event: Ga4Event) -> dict[str, Any]:
+    """What the outbox keeps for one transition: secret-free and enough to rebuild the request."""
+    out: dict[str, Any] = {"client_id": identity.client_id}
+    if identity.user_id:
+        out["user_id"] = identity.user_id
+    if identity.consent:
+        out["consent"] = dict(identity.consent)
+    if identity.user_data:
+        out["user_data"] = json.loads(identity.user_data)
+    if identity.user_properties:
+        out["user_properties"] = json.loads(identity.user_properties)
+    out["event"] = {
+        "name": event.name,
+        "params": dict(event.params),
+        "timestamp_micros": to_micros(event.timestamp),
+    }
+    return out
+
+
+def group_key(payload: dict[str, Any]) -> str:
+    ident = {k: v for k, v in payload.items() if k != "event"}
+    return json.dumps(ident, sort_keys=True, separators=(",", ":"))
+
+
+def request_body(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One request for payloads sharing one identity."""
+    first = payloads[0]
+    body = {k: v for k, v in first.items() if k != "event"}
+    body["events"] = [p["event"] for p in payloads]
+    return body
+
+
+def body_size(body: dict[str, Any]) -> int:
+    return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@dataclass
+class Batch:
+    keys: list[str]
+    body: dict[str, Any]
+
+
+def build_batches(items: Sequence[tuple[str, dict[str, Any]]]) -> list[Batch]:
+    """Group (key, stored payload) by identity and cut into requests GA4 accepts."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, payload in items:
+        groups.setdefault(group_key(payload), []).append((key, payload))
+    batches: list[Batch] = []
+    limit = MAX_BODY_BYTES - SIZE_MARGIN
+    for members in groups.values():
+        current: list[tuple[str, dict[str, Any]]] = []
+        for key, payload in members:
+            candidate = current + [(key, payload)]
+            if current and (
+                len(candidate) > MAX_EVENTS
+                or body_size(request_body([p for _, p in candidate])) >= limit
+            ):
+                batches.append(
+                    Batch([k for k, _ in current], request_body([p for _, p in current]))
+                )
+                candidate = [(key, payload)]
+            current = candidate
+        if current:
+            batches.append(Batch([k for k, _ in current], request_body([p for _, p in current])))
+    return batches

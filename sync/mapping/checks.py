@@ -1,0 +1,198 @@
+"""Checks across a mapping's rules and against the CRM: duplicates, unreachable rules, fields.
+
+Pure functions over the parsed model. Each finding names the value's location, what is wrong,
+the mapping rule it breaks, and what to do, so `ga4sync mappings validate` can print every
+problem at once and the daemon can refuse a broken edit before it sends anything. GA4's own
+naming rules are in `ga4_checks.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sync.mapping.model import FieldParam, MappingFile, Rule
+from sync.validation_errors import suggest
+from sync.yamlsource import Loc
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem found by a check, before it is pinned to a line of the file."""
+
+    loc: Loc
+    message: str
+    rule: str
+    suggestion: str = ""
+
+
+@dataclass(frozen=True)
+class FieldCatalog:
+    """The fields an object really has, as the CRM listed them (Salesforce describe, ...)."""
+
+    object_type: str
+    fields: frozenset[str]
+    source: str
+    """Where the list came from, e.g. `Salesforce describe of Opportunity`."""
+    stages: frozenset[str] | None = None
+    """Values and labels the stage field can hold (picklist, pipeline stages), when known."""
+
+
+# -- rules together ----------------------------------------------------------------------------
+def _norm(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v.strip().lower() for v in values)
+
+
+def _covers(wide: Iterable[str], narrow: Iterable[str]) -> bool:
+    """True when every stage in `narrow` is matched by `wide`."""
+    w, n = _norm(wide), _norm(narrow)
+    return "*" in w or ("*" not in n and n <= w)
+
+
+def _conditions_key(rule: Rule) -> frozenset[str]:
+    return frozenset(" ".join(c.split()).lower() for c in rule.when)
+
+
+def _ref(index: int, rule: Rule) -> str:
+    return f"rules[{index}]" + (f" (`{rule.name}`)" if rule.name else "")
+
+
+def check_rules_together(rules: list[tuple[int, Rule]]) -> list[Finding]:
+    """Duplicates and rules that can never match because an earlier rule always wins."""
+    out: list[Finding] = []
+    named: dict[str, int] = {}
+    for j, rule in rules:
+        if rule.name is None:
+            continue
+        key = rule.name.strip().lower()
+        if key in named:
+            out.append(
+                Finding(
+                    ("rules", j, "name"),
+                    f"rule name `{rule.name}` is already used by rules[{named[key]}]",
+                    "rule names identify rules in reports and errors",
+                    "give each rule its own name",
+                )
+            )
+        else:
+            named[key] = j
+    for pos, (j, later) in enumerate(rules):
+        for i, earlier in rules[:pos]:
+            same_stages = _norm(earlier.from_values()) == _norm(later.from_values()) and _norm(
+                earlier.to_values()
+            ) == _norm(later.to_values())
+            if same_stages and _conditions_key(earlier) == _conditions_key(later):
+                out.append(
+                    Finding(
+                        ("rules", j),
+                        f"duplicate rule: same from/to/when as {_ref(i, earlier)}",
+                        "the first matching rule wins, so this one never sends",
+                        "delete one of them, or merge their params",
+                    )
+                )
+                break
+            if (
+                not earlier.when
+                and _covers(earlier.from_values(), later.from_values())
+                and _covers(earlier.to_values(), later.to_values())
+            ):
+                out.append(
+                    Finding(
+                        ("rules", j),
+                        f"rule can never match: {_ref(i, earlier)} has no `when` and already "
+                        "catches every move this rule describes",
+                        "the first matching rule wins",
+                        f"move this rule above rules[{i}], or narrow rules[{i}]'s from/to",
+                    )
+                )
+                break
+    return out
+
+
+def check_identity_fields(model: MappingFile) -> list[Finding]:
+    """Personal data must not reach GA4 unhashed: user_id may not be the email or phone field."""
+    out: list[Finding] = []
+    uid = model.user_id_field
+    if uid and uid in (model.email_field, model.phone_field):
+        out.append(
+            Finding(
+                ("user_id_field",),
+                f"user_id_field `{uid}` is also the email or phone field",
+                "GA4 forbids personal data in user_id",
+                "use an opaque id such as Id or ContactId; email and phone go hashed in user_data",
+            )
+        )
+    return out
+
+
+def field_refs(model: MappingFile) -> list[tuple[Loc, str]]:
+    """Every place the mapping names a CRM field, for checking against the CRM's field list."""
+    refs: list[tuple[Loc, str]] = [
+        (("stage_field",), model.stage_field),
+        (("client_id_field",), model.client_id_field),
+    ]
+    for key in ("session_id_field", "user_id_field", "email_field", "phone_field"):
+        value = getattr(model, key)
+        if value:
+            refs.append(((key,), value))
+    if model.consent:
+        for key in ("ad_user_data_field", "ad_personalization_field"):
+            value = getattr(model.consent, key)
+            if value:
+                refs.append((("consent", key), value))
+    for name, spec in model.user_properties.items():
+        if isinstance(spec, FieldParam):
+            refs.append((("user_properties", name, "field"), spec.field))
+    for i, rule in enumerate(model.rules):
+        for name, spec in rule.params.items():
+            if isinstance(spec, FieldParam):
+                refs.append((("rules", i, "params", name, "field"), spec.field))
+        for j, cond in enumerate(rule.when):
+            words = cond.split()
+            if words:
+                refs.append((("rules", i, "when", j), words[0]))
+    return refs
+
+
+def check_fields(refs: list[tuple[Loc, str]], catalog: FieldCatalog) -> list[Finding]:
+    """Field names the CRM does not know, with the closest real name as the fix."""
+    out: list[Finding] = []
+    known = sorted(catalog.fields)
+    for loc, name in refs:
+        if name in catalog.fields:
+            continue
+        hint = suggest(name, known)
+        out.append(
+            Finding(
+                loc,
+                f"unknown field `{name}` on {catalog.object_type}"
+                + (f", did you mean `{hint}`?" if hint else ""),
+                f"fields come from the {catalog.source}",
+                f"write `{hint}`" if hint else "use the field's API name, not its label",
+            )
+        )
+    return out
+
+
+def check_stages(rules: list[tuple[int, Rule]], catalog: FieldCatalog) -> list[Finding]:
+    """Stage names the CRM does not know: a typo here means the rule silently never fires."""
+    if not catalog.stages:
+        return []
+    known = {v.strip().lower() for v in catalog.stages}
+    choices = sorted(catalog.stages)
+    out: list[Finding] = []
+    for i, rule in rules:
+        for kind, values in (("from", rule.from_values()), ("to", rule.to_values())):
+            for j, value in enumerate(values):
+                if value == "*" or not value or value.strip().lower() in known:
+                    continue
+                hint = suggest(value, choices)
+                out.append(
+                    Finding(
+                        ("rules", i, kind, j),
+                        f"unknown stage `{value}`" + (f", did you mean `{hint}`?" if hint else ""),
+                        f"stages come from the {catalog.source}",
+                        f"write `{hint}`" if hint else "use a stage label or id the CRM lists",
+                    )
+                )
+    return out

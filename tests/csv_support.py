@@ -1,0 +1,58 @@
+"""Helpers for CSV connector tests: a sandbox config with a `type: csv` connector, fresh files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from sandbox.runner import SandboxEnvironment
+from state.store import StateStore
+from sync.config import Config, load_config
+from sync.engine import Engine
+
+DATA = Path(__file__).parent / "data" / "csv"
+POS_MAPPING = DATA / "pos_mapping.yaml"
+HEADER = "order_id,type,sold_at,amount,ga_client_id,ga_session_id,note"
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def berlin(when: datetime) -> str:
+    """A UTC time as the POS export writes it: Berlin wall clock, `%d.%m.%Y %H:%M`."""
+    return when.astimezone(BERLIN).strftime("%d.%m.%Y %H:%M")
+
+
+def csv_config(
+    sandbox: SandboxEnvironment,
+    state_url: str,
+    *,
+    path: str = "inbox/*.csv",
+    mapping: Path = POS_MAPPING,
+    **settings: Any,
+) -> Path:
+    """The sandbox config with only a CSV connector named `pos` reading `path`."""
+    written = sandbox.write_config(state_url=state_url, salesforce=False)
+    doc = yaml.safe_load(written.read_text())
+    doc["connectors"] = [
+        {"name": "pos", "type": "csv", "mapping": str(mapping), "path": path, **settings}
+    ]
+    written.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (written.parent / "inbox").mkdir(exist_ok=True)
+    return written
+
+
+def csv_engine(
+    sandbox: SandboxEnvironment, state_url: str, **settings: Any
+) -> tuple[Engine, Config]:
+    """An Engine on the sandbox clock (rows are timed against it), the caller closes it."""
+    config = load_config(csv_config(sandbox, state_url, **settings))
+    return Engine(config, StateStore.open(config.state_url()), clock=sandbox.clock), config
+
+
+def write_rows(path: Path, rows: list[str], header: str = HEADER) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,655 @@
+"""The GA4 validator, table-driven: one valid and one invalid payload per rule and per limit.
+
+Each invalid case is checked in both modes: ENFORCE_RECOMMENDATIONS must report the rule;
+RELAXED must report it exactly when the rule is not `enforce_only` (production silently drops
+or alters the rest). Every rule in `RULES` must have a case, so a new rule cannot go untested.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from sandbox.ga4 import Ga4Sandbox, serve_ga4
+from sync.cli import main
+from sync.clock import to_micros
+from sync.ga4.identity import hash_email
+from sync.ga4.rules import MAX_BODY_BYTES, RULES, Mode, debug_response, validate_payload
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW_US = to_micros(NOW)
+H = timedelta(hours=1)
+
+
+def base(**top: Any) -> dict[str, Any]:
+    """A valid payload: one lead event with value and currency; `top` overrides/extends."""
+    payload: dict[str, Any] = {
+        "client_id": "1857116524.1675709798",
+        "events": [
+            {
+                "name": "generate_lead",
+                "params": {"value": 1250.0, "currency": "USD", "lead_source": "web"},
+                "timestamp_micros": NOW_US - 300_000_000,
+            }
+        ],
+    }
+    payload.update(top)
+    return payload
+
+
+def with_params(**params: Any) -> dict[str, Any]:
+    payload = base()
+    payload["events"][0]["params"].update(params)
+    return payload
+
+
+def with_event(**fields: Any) -> dict[str, Any]:
+    payload = base()
+    payload["events"][0].update(fields)
+    return payload
+
+
+def without(key: str) -> dict[str, Any]:
+    payload = base()
+    del payload[key]
+    return payload
+
+
+def events(n: int) -> dict[str, Any]:
+    one = base()["events"][0]
+    return base(events=[copy.deepcopy(one) for _ in range(n)])
+
+
+def n_params(n: int) -> dict[str, Any]:
+    extra = {f"p{i}": "x" for i in range(n - 3)}
+    return with_params(**extra)
+
+
+def props(**values: Any) -> dict[str, Any]:
+    return base(user_properties={k: {"value": v} for k, v in values.items()})
+
+
+def purchase(**params: Any) -> dict[str, Any]:
+    payload = with_event(name="purchase")
+    payload["events"][0]["params"] = {"transaction_id": "T-1", "value": 10.0, "currency": "USD"}
+    payload["events"][0]["params"].update(params)
+    return payload
+
+
+def items(items_list: Any) -> dict[str, Any]:
+    return purchase(items=items_list)
+
+
+def sized(total: int) -> dict[str, Any]:
+    """A payload whose compact UTF-8 JSON is exactly `total` bytes (padding inside an item)."""
+    payload = items([{"item_id": "A", "item_name": ""}])
+    payload["events"][0]["params"]["items"] = [{"item_id": "A", "item_name": ""}] + [
+        {"item_id": f"I{i}", "item_name": "n" * 99} for i in range(199)
+    ]
+    payload["events"] = payload["events"] * 4
+    payload = json.loads(json.dumps(payload))
+    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    payload["events"][0]["params"]["items"][0]["item_name"] = "n" * (total - size)
+    assert len(json.dumps(payload, separators=(",", ":")).encode()) == total
+    return payload
+
+
+def ts(micros: Any) -> dict[str, Any]:
+    return with_event(timestamp_micros=micros)
+
+
+EMAIL_HASH = hash_email("jane.doe@example.com")
+
+
+@dataclass(frozen=True)
+class Case:
+    rule: str
+    valid: Callable[[], Any]
+    invalid: Callable[[], Any]
+    code: str
+    path: str
+    label: str = ""
+
+
+CASES = [
+    Case("json_object", base, lambda: [base()], "VALUE_INVALID", ""),
+    Case("unknown_field", base, lambda: base(evnts=[]), "VALUE_INVALID", "", "top level"),
+    Case("unknown_field", base, lambda: with_event(parameters={}), "VALUE_INVALID", "", "event"),
+    Case("client_id_required", base, lambda: without("client_id"), "VALUE_REQUIRED", "client_id"),
+    Case(
+        "client_id_type", base, lambda: base(client_id=1857116524.1), "VALUE_INVALID", "client_id"
+    ),
+    Case(
+        "client_id_format",
+        lambda: base(client_id="GA1.1.1857116524.1675709798"),
+        lambda: base(client_id="18"),
+        "VALUE_INVALID",
+        "client_id",
+        "GA1.1. cookie ok, order number not",
+    ),
+    Case(
+        "client_id_format",
+        base,
+        lambda: base(client_id="0f8fad5b-d9cb-469f-a165-70867728950e"),
+        "VALUE_INVALID",
+        "client_id",
+        "uuid",
+    ),
+    Case(
+        "user_id_type",
+        lambda: base(user_id="crm-42"),
+        lambda: base(user_id=42),
+        "VALUE_INVALID",
+        "user_id",
+    ),  # fmt: skip
+    Case(
+        "user_id_length",
+        lambda: base(user_id="u" * 256),
+        lambda: base(user_id="u" * 257),
+        "VALUE_OUT_OF_BOUNDS",
+        "user_id",
+    ),
+    Case("timestamp_type", base, lambda: ts(1.5e15), "VALUE_INVALID", "timestamp_micros"),
+    Case(
+        "timestamp_millis",
+        lambda: ts(NOW_US - 1_000_000),
+        lambda: ts((NOW_US - 1_000_000) // 1000),
+        "VALUE_INVALID",
+        "timestamp_micros",
+        "milliseconds passed as micros",
+    ),
+    Case(
+        "timestamp_future",
+        lambda: ts(NOW_US + 30_000_000),
+        lambda: ts(NOW_US + 120_000_000),
+        "VALUE_INVALID",
+        "timestamp_micros",
+    ),
+    Case(
+        "timestamp_too_old",
+        lambda: ts(to_micros(NOW - 72 * H)),
+        lambda: ts(to_micros(NOW - 72 * H - timedelta(seconds=1))),
+        "VALUE_INVALID",
+        "timestamp_micros",
+        "72 h ok, 72 h + 1 s not (event)",
+    ),
+    Case(
+        "timestamp_too_old",
+        lambda: base(timestamp_micros=to_micros(NOW - 72 * H)),
+        lambda: base(timestamp_micros=to_micros(NOW - 72 * H - timedelta(seconds=1))),
+        "VALUE_INVALID",
+        "timestamp_micros",
+        "72 h ok, 72 h + 1 s not (request)",
+    ),
+    Case(
+        "user_properties_type",
+        lambda: props(tier="gold"),
+        lambda: base(user_properties={"tier": "gold"}),
+        "VALUE_REQUIRED",
+        "user_properties",
+    ),
+    Case(
+        "user_properties_count",
+        lambda: props(**{f"p{i}": "x" for i in range(25)}),
+        lambda: props(**{f"p{i}": "x" for i in range(26)}),
+        "EXCEEDED_MAX_ENTITIES",
+        "user_properties",
+        "25 ok, 26 not",
+    ),
+    Case(
+        "user_property_name",
+        lambda: props(tier="x"),
+        lambda: props(**{"1tier": "x"}),
+        "NAME_INVALID",
+        "user_properties",
+    ),  # fmt: skip
+    Case(
+        "user_property_name_length",
+        lambda: props(**{"a" * 24: "x"}),
+        lambda: props(**{"a" * 25: "x"}),
+        "VALUE_OUT_OF_BOUNDS",
+        "user_properties",
+        "24 ok, 25 not",
+    ),
+    Case(
+        "user_property_reserved",
+        lambda: props(tier="x"),
+        lambda: props(first_open_time="x"),
+        "NAME_RESERVED",
+        "user_properties",
+        "name",
+    ),  # fmt: skip
+    Case(
+        "user_property_reserved",
+        lambda: props(tier="x"),
+        lambda: props(google_tier="x"),
+        "NAME_RESERVED",
+        "user_properties",
+        "prefix",
+    ),  # fmt: skip
+    Case(
+        "user_property_value",
+        lambda: props(tier=3),
+        lambda: props(tier={"a": 1}),
+        "VALUE_INVALID",
+        "user_properties",
+    ),  # fmt: skip
+    Case(
+        "user_property_length",
+        lambda: props(tier="x" * 36),
+        lambda: props(tier="x" * 37),
+        "VALUE_OUT_OF_BOUNDS",
+        "user_properties",
+        "36 ok, 37 not",
+    ),
+    Case(
+        "consent",
+        lambda: base(consent={"ad_user_data": "GRANTED", "ad_personalization": "DENIED"}),
+        lambda: base(consent={"ad_user_data": "yes"}),
+        "VALUE_INVALID",
+        "consent",
+    ),
+    Case(
+        "non_personalized_ads",
+        lambda: base(non_personalized_ads=False),
+        lambda: base(non_personalized_ads="no"),
+        "VALUE_INVALID",
+        "non_personalized_ads",
+    ),  # fmt: skip
+    Case(
+        "user_data_hashed",
+        lambda: base(user_data={"sha256_email_address": [EMAIL_HASH]}),
+        lambda: base(user_data={"sha256_email_address": ["jane.doe@example.com"]}),
+        "VALUE_INVALID",
+        "user_data",
+    ),
+    Case(
+        "user_data_count",
+        lambda: base(user_data={"sha256_email_address": [EMAIL_HASH] * 3}),
+        lambda: base(user_data={"sha256_email_address": [EMAIL_HASH] * 4}),
+        "EXCEEDED_MAX_ENTITIES",
+        "user_data",
+        "3 ok, 4 not",
+    ),
+    Case("events_required", base, lambda: base(events=[]), "VALUE_REQUIRED", "events"),
+    Case(
+        "events_count",
+        lambda: events(25),
+        lambda: events(26),
+        "EXCEEDED_MAX_ENTITIES",
+        "events",
+        "25 ok, 26 not",
+    ),  # fmt: skip
+    Case("event_type", base, lambda: base(events=["purchase"]), "VALUE_INVALID", "events"),
+    Case(
+        "event_name_required",
+        base,
+        lambda: base(events=[{"params": {}}]),
+        "VALUE_REQUIRED",
+        "events",
+    ),  # fmt: skip
+    Case("event_name", base, lambda: with_event(name="_badEventName"), "NAME_INVALID", "events"),
+    Case("event_name", base, lambda: with_event(name="lead-won"), "NAME_INVALID", "events", "dash"),
+    Case(
+        "event_name_length",
+        lambda: with_event(name="e" * 40),
+        lambda: with_event(name="e" * 41),
+        "VALUE_OUT_OF_BOUNDS",
+        "events",
+        "40 ok, 41 not",
+    ),
+    Case(
+        "event_name_reserved",
+        base,
+        lambda: with_event(name="session_start"),
+        "NAME_RESERVED",
+        "events",
+    ),  # fmt: skip
+    Case(
+        "event_name_reserved",
+        base,
+        lambda: with_event(name="screen_view"),
+        "NAME_RESERVED",
+        "events",
+        "web-only reserved",
+    ),  # fmt: skip
+    Case("params_type", base, lambda: with_event(params=["a"]), "VALUE_INVALID", "events.params"),
+    Case(
+        "params_count",
+        lambda: n_params(25),
+        lambda: n_params(26),
+        "EXCEEDED_MAX_ENTITIES",
+        "events.params",
+        "25 ok, 26 not",
+    ),  # fmt: skip
+    Case("param_name", base, lambda: with_params(**{"1st": "x"}), "NAME_INVALID", "events.params"),
+    Case(
+        "param_name_length",
+        lambda: with_params(**{"p" * 40: "x"}),
+        lambda: with_params(**{"p" * 41: "x"}),
+        "VALUE_OUT_OF_BOUNDS",
+        "events.params",
+        "40 ok, 41 not",
+    ),
+    *[
+        Case(
+            "param_reserved",
+            base,
+            lambda n=n: with_params(**{n: "x"}),
+            "NAME_RESERVED",
+            "events.params",
+            n,
+        )  # fmt: skip
+        for n in ("firebase_conversion", "_x", "firebase_x", "ga_session", "google_x", "gtag.x")
+    ],
+    *[
+        Case(
+            "param_scalar",
+            lambda: with_params(stage="won", amount=3),
+            lambda v=v: with_params(stage=v),
+            "VALUE_INVALID",
+            "events.params",
+            label,
+        )  # fmt: skip
+        for label, v in (("null", None), ("object", {"a": 1}), ("array", ["a"]), ("bool", True))
+    ],
+    Case(
+        "param_value_length",
+        lambda: with_params(note="x" * 100),
+        lambda: with_params(note="x" * 101),
+        "VALUE_OUT_OF_BOUNDS",
+        "events.params",
+        "100 ok, 101 not",
+    ),
+    Case(
+        "items_type",
+        lambda: items([{"item_id": "A"}]),
+        lambda: items("A"),
+        "VALUE_INVALID",
+        "events.params.items",
+    ),  # fmt: skip
+    Case(
+        "items_count",
+        lambda: items([{"item_id": str(i)} for i in range(200)]),
+        lambda: items([{"item_id": str(i)} for i in range(201)]),
+        "EXCEEDED_MAX_ENTITIES",
+        "events.params.items",
+        "200 ok, 201 not",
+    ),
+    Case(
+        "item_id_or_name",
+        lambda: items([{"item_name": "Plan"}]),
+        lambda: items([{"price": 1}]),
+        "VALUE_REQUIRED",
+        "events.params.items",
+    ),  # fmt: skip
+    Case(
+        "item_custom_params",
+        lambda: items([{"item_id": "A", **{f"c{i}": "x" for i in range(10)}}]),
+        lambda: items([{"item_id": "A", **{f"c{i}": "x" for i in range(11)}}]),
+        "EXCEEDED_MAX_ENTITIES",
+        "events.params.items",
+        "10 ok, 11 not",
+    ),
+    Case(
+        "value_number",
+        lambda: purchase(value=10),
+        lambda: purchase(value="10.5"),
+        "VALUE_INVALID",
+        "events.params",
+    ),  # fmt: skip
+    Case(
+        "value_currency",
+        base,
+        lambda: with_event(params={"value": 10.0}),
+        "VALUE_REQUIRED",
+        "events.params",
+        "value without currency",
+    ),
+    Case(
+        "currency_code",
+        lambda: purchase(currency="EUR"),
+        lambda: purchase(currency="usd"),
+        "VALUE_INVALID",
+        "events.params",
+    ),  # fmt: skip
+    Case(
+        "transaction_id_empty",
+        purchase,
+        lambda: purchase(transaction_id=""),
+        "VALUE_INVALID",
+        "events.params",
+    ),  # fmt: skip
+    Case(
+        "transaction_id_empty",
+        purchase,
+        lambda: purchase(transaction_id="  "),
+        "VALUE_INVALID",
+        "events.params",
+        "blank",
+    ),  # fmt: skip
+    Case(
+        "pii",
+        lambda: with_params(lead_source="jane doe website"),
+        lambda: with_params(lead_source="jane.doe@example.com"),
+        "VALUE_INVALID",
+        "events.params",
+        "email in param",
+    ),  # fmt: skip
+    Case(
+        "pii",
+        lambda: with_params(ref="006000000000123"),
+        lambda: with_params(ref="+1 (555) 010-9999"),
+        "VALUE_INVALID",
+        "events.params",
+        "phone in param",
+    ),  # fmt: skip
+    Case(
+        "pii",
+        lambda: props(tier="gold"),
+        lambda: props(contact="jane@example.com"),
+        "VALUE_INVALID",
+        "user_properties",
+        "email in user property",
+    ),  # fmt: skip
+    Case(
+        "pii",
+        lambda: base(user_id="crm-0042"),
+        lambda: base(user_id="+44 20 7123 4567"),
+        "VALUE_INVALID",
+        "user_id",
+        "phone as user_id",
+    ),  # fmt: skip
+    Case(
+        "body_size",
+        lambda: sized(MAX_BODY_BYTES - 1),
+        lambda: sized(MAX_BODY_BYTES),
+        "VALUE_OUT_OF_BOUNDS",
+        "",
+        "129,999 ok, 130,000 not",
+    ),
+]
+
+
+def _id(case: Case) -> str:
+    return f"{case.rule}:{case.label}" if case.label else case.rule
+
+
+def test_every_rule_has_a_case() -> None:
+    assert {c.rule for c in CASES} == set(RULES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_valid_case_passes_in_both_modes(case: Case) -> None:
+    for mode in Mode:
+        assert validate_payload(case.valid(), mode=mode, now=NOW) == [], mode
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_invalid_case_reports_its_rule(case: Case) -> None:
+    enforced = validate_payload(case.invalid(), mode=Mode.ENFORCE, now=NOW)
+    mine = [m for m in enforced if m.rule == case.rule]
+    assert mine, f"{case.rule} not reported; got {enforced}"
+    assert mine[0].validationCode == case.code
+    assert mine[0].fieldPath == case.path
+    assert mine[0].description
+    relaxed = validate_payload(case.invalid(), mode=Mode.RELAXED, now=NOW)
+    assert any(m.rule == case.rule for m in relaxed) is not RULES[case.rule].enforce_only
+
+
+GOOGLE_SEEN = [
+    (
+        with_event(name="_badEventName"),
+        Mode.RELAXED,
+        {
+            "fieldPath": "events",
+            "description": "Event at index: [0] has invalid name [_badEventName]. Names must "
+            "start with an alphabetic character.",
+            "validationCode": "NAME_INVALID",
+        },
+    ),
+    (
+        with_event(name="session_start"),
+        Mode.RELAXED,
+        {
+            "fieldPath": "events",
+            "description": "Event at index: [0] has name [session_start] which is reserved.",
+            "validationCode": "NAME_RESERVED",
+        },
+    ),
+    (
+        base(client_id="18"),
+        Mode.ENFORCE,
+        {
+            "fieldPath": "client_id",
+            "description": "client_id [18] has invalid format. It should be in "
+            "<number>.<number> format.",
+            "validationCode": "VALUE_INVALID",
+        },
+    ),
+    (
+        base(timestamp_micros=NOW_US - 73 * 3600 * 1_000_000),
+        Mode.ENFORCE,
+        {
+            "fieldPath": "timestamp_micros",
+            "description": "Measurement timestamp_micros has timestamp too far in the past. "
+            "Measurement protocol only supports timestamps [72h] into the past. The current "
+            f"time in UNIX microseconds is [{NOW_US}].",
+            "validationCode": "VALUE_INVALID",
+        },
+    ),
+    (
+        base(names=[]),
+        Mode.RELAXED,
+        {
+            "fieldPath": "",
+            "description": "Unable to parse Measurement Protocol JSON payload. names: Cannot "
+            "find field.",
+            "validationCode": "VALUE_INVALID",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("payload,mode,expected", GOOGLE_SEEN)
+def test_descriptions_match_what_google_returns(
+    payload: dict[str, Any], mode: Mode, expected: dict[str, str]
+) -> None:
+    got = debug_response(validate_payload(payload, mode=mode, now=NOW))
+    assert got == {"validationMessages": [expected]}
+
+
+def test_all_problems_are_collected_but_debug_view_shows_the_first() -> None:
+    payload = base(client_id="18", user_id="jane@example.com")
+    payload["events"][0]["name"] = "_bad"
+    problems = validate_payload(payload, mode=Mode.ENFORCE, now=NOW)
+    assert [p.rule for p in problems] == ["client_id_format", "pii", "event_name"]
+    shown = debug_response(problems)["validationMessages"]
+    assert len(shown) == 1 and shown[0]["fieldPath"] == "client_id"
+    assert set(shown[0]) == {"fieldPath", "description", "validationCode"}
+
+
+def test_relaxed_accepts_what_production_silently_alters() -> None:
+    payload = base(client_id="order-1001")
+    payload["events"][0]["params"]["note"] = "x" * 300
+    payload["events"][0]["timestamp_micros"] = NOW_US - 100 * 3600 * 1_000_000
+    assert validate_payload(payload, mode=Mode.RELAXED, now=NOW) == []
+    rules = {m.rule for m in validate_payload(payload, mode=Mode.ENFORCE, now=NOW)}
+    assert rules == {"client_id_format", "param_value_length", "timestamp_too_old"}
+
+
+# -- ga4sync ga4 validate ------------------------------------------------------------------
+
+
+def _validate(args: list[str], stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["ga4", "validate", *args], input=stdin)
+    return result.exit_code, result.output
+
+
+def test_cli_clean_payload_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "ok.json"
+    payload = base()
+    payload["events"][0].pop("timestamp_micros")
+    path.write_text(json.dumps(payload))
+    code, out = _validate([str(path)])
+    assert code == 0, out
+    assert json.loads(out) == {"validationMessages": []}
+
+
+def test_cli_reports_first_message_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    payload = with_event(name="session_start")
+    payload["events"][0].pop("timestamp_micros")
+    path.write_text(json.dumps(payload))
+    code, out = _validate([str(path)])
+    assert code == 1
+    assert json.loads(out)["validationMessages"][0]["validationCode"] == "NAME_RESERVED"
+
+
+def test_cli_mode_relaxed_vs_enforce_from_stdin() -> None:
+    payload = json.dumps({"client_id": "order-1001", "events": [{"name": "generate_lead"}]})
+    assert _validate(["-", "--mode", "relaxed"], payload)[0] == 0
+    code, out = _validate(["-", "--mode", "enforce"], payload)
+    assert code == 1
+    assert json.loads(out)["validationMessages"][0]["fieldPath"] == "client_id"
+
+
+def test_cli_not_json_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    code, out = _validate([str(path)])
+    assert code == 2
+    assert "not JSON" in out
+
+
+@pytest.mark.parametrize("mode", ["relaxed", "enforce"])
+def test_cli_and_sandbox_debug_endpoint_agree(tmp_path: Path, mode: str) -> None:
+    """The same body through `ga4sync ga4 validate` and through the sandbox's
+    /debug/mp/collect over HTTP gives the same answer, as it should against Google's."""
+    payload = {"client_id": "order-1001", "events": [{"name": "generate_lead"}]}
+    if mode == "enforce":
+        payload["validation_behavior"] = "ENFORCE_RECOMMENDATIONS"
+    path = tmp_path / "body.json"
+    path.write_text(json.dumps(payload))
+    server = serve_ga4(Ga4Sandbox())
+    try:
+        remote = requests.post(
+            f"{server.url}/debug/mp/collect",
+            params={"measurement_id": "G-TEST0001", "api_secret": "x"},
+            data=json.dumps(payload),
+            timeout=5,
+        ).json()
+    finally:
+        server.stop()
+    code, out = _validate([str(path)])
+    assert json.loads(out) == remote
+    assert code == (1 if mode == "enforce" else 0)

@@ -1,0 +1,172 @@
+"""Every auth mode through the real simple-salesforce login flows, against the sandbox org.
+
+No state store is involved: these build the connector directly, as `ga4sync mappings validate`
+does, and read one window (or run validate, which describes the object).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from connectors.salesforce import SalesforceConnector, SalesforceSettings
+from connectors.salesforce_auth import LoginTarget, login_domain
+from mappings import MAPPINGS_DIR
+from sandbox.runner import SandboxEnvironment
+from sync.cli import main
+from sync.errors import ConfigError
+from sync.mapping.load import load_mapping
+from sync.model import TimeWindow
+
+
+def _secret(dir_: Path, name: str, value: str) -> dict[str, str]:
+    path = dir_ / name
+    path.write_text(value + "\n")
+    return {"file": str(path)}
+
+
+def _auth(kind: str, sandbox: SandboxEnvironment, tmp_path: Path) -> dict[str, Any]:
+    creds = sandbox.salesforce.credentials
+    if kind == "password":
+        return {
+            "method": "password",
+            "username": creds.username,
+            "password": _secret(tmp_path, "pw", creds.password),
+            "security_token": _secret(tmp_path, "tok", creds.security_token),
+        }
+    if kind == "jwt":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        return {
+            "method": "jwt",
+            "username": creds.username,
+            "consumer_key": _secret(tmp_path, "ck", creds.consumer_key),
+            "private_key": _secret(tmp_path, "key.pem", pem),
+        }
+    return {
+        "method": "client_credentials",
+        "consumer_key": _secret(tmp_path, "ck", creds.consumer_key),
+        "consumer_secret": _secret(tmp_path, "cs", creds.consumer_secret),
+    }
+
+
+def _connector(sandbox: SandboxEnvironment, auth: dict[str, Any], **extra: Any) -> Any:
+    settings = SalesforceSettings.model_validate(
+        {
+            "name": "sf",
+            "mapping": "m.yaml",
+            "auth": auth,
+            "login_url": f"{sandbox.sf_server.url}/login",
+            "ca_file": str(sandbox.ca_file),
+            **extra,
+        }
+    )
+    mapping = load_mapping(MAPPINGS_DIR / "salesforce_opportunity.yaml").model
+    return SalesforceConnector(settings, mapping=mapping)
+
+
+def _window_moves(connector: Any, sandbox: SandboxEnvironment) -> list[str]:
+    start = sandbox.clock.now() - timedelta(hours=3)
+    return [
+        t.to_value
+        for page in connector.fetch_transitions(TimeWindow(start=start))
+        for t in page.transitions
+    ]
+
+
+@pytest.mark.parametrize("kind", ["password", "jwt", "client_credentials"])
+def test_login_reads_and_logs_in_again_when_the_session_expires(
+    kind: str, sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    data = sandbox.salesforce.data
+    now = sandbox.clock.now()
+    oid = data.create_opportunity(now - timedelta(hours=2), stage="Prospecting")
+    data.move_opportunity(oid, "Closed Won", now - timedelta(hours=1))
+    connector = _connector(sandbox, _auth(kind, sandbox, tmp_path))
+    try:
+        assert _window_moves(connector, sandbox) == ["Prospecting", "Closed Won"]
+        sandbox.salesforce.expire_sessions()
+        assert _window_moves(connector, sandbox) == ["Prospecting", "Closed Won"]
+    finally:
+        connector.close()
+    grant = "soap" if kind == "password" else kind
+    assert sandbox.salesforce.credentials.logins == [grant, grant]
+    assert connector.usage.extra["logins"] == "2"
+    assert connector.usage.calls == sandbox.salesforce.data_requests()
+
+
+def test_wrong_password_is_a_config_error_without_the_secret(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    auth = _auth("password", sandbox, tmp_path)
+    auth["password"] = _secret(tmp_path, "pw2", "hunter2-wrong")
+    with pytest.raises(ConfigError) as err:
+        _connector(sandbox, auth)
+    assert "INVALID_LOGIN" in str(err.value)
+    assert "hunter2-wrong" not in str(err.value)
+
+
+def test_client_credentials_needs_my_domain(tmp_path: Path, sandbox: SandboxEnvironment) -> None:
+    settings = SalesforceSettings.model_validate(
+        {
+            "name": "sf",
+            "mapping": "m.yaml",
+            "auth": _auth("client_credentials", sandbox, tmp_path),
+            "domain": "test",
+        }
+    )
+    mapping = load_mapping(MAPPINGS_DIR / "salesforce_opportunity.yaml").model
+    with pytest.raises(ConfigError, match="My Domain"):
+        SalesforceConnector(settings, mapping=mapping)
+
+
+def test_session_auth_needs_instance_url(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="instance_url"):
+        SalesforceSettings.model_validate(
+            {"name": "sf", "mapping": "m.yaml", "auth": {"session_id": {"env": "SF_SID"}}}
+        )
+
+
+@pytest.mark.parametrize(
+    ("target", "domain"),
+    [
+        (LoginTarget(), "login"),
+        (LoginTarget(domain="test"), "test"),
+        (LoginTarget(login_url="https://acme.my.salesforce.com"), "acme.my"),
+        (LoginTarget(login_url="https://127.0.0.1:8443/login/"), "127.0.0.1:8443/login"),
+    ],
+)
+def test_login_domain(target: LoginTarget, domain: str) -> None:
+    assert login_domain(target) == domain
+
+
+def test_login_url_must_be_https() -> None:
+    with pytest.raises(ConfigError, match="https"):
+        login_domain(LoginTarget(login_url="http://acme.my.salesforce.com"))
+
+
+def test_validate_knows_picklist_stages_and_the_converted_pseudo_stage(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    lead = tmp_path / "lead.yaml"
+    lead.write_text(
+        "object: Lead\nstage_field: Status\nhistory_object: LeadHistory\n"
+        "client_id_field: GA_Client_ID__c\nrules:\n"
+        "  - {to: Converted, event: close_convert_lead}\n"
+        "  - {to: Qualifed, event: qualify_lead}\n"
+    )
+    config = sandbox.write_config(mapping=lead)
+    result = CliRunner().invoke(main, ["--config", str(config), "mappings", "validate"])
+    assert result.exit_code == 1, result.output
+    assert "unknown stage `Qualifed`, did you mean `Qualified`?" in result.output
+    assert "`Converted`" not in result.output
