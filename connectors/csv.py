@@ -23,9 +23,8 @@ import difflib
 import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field, field_validator
 
 from connectors.base import ApiUsage, ConnectorSettings
@@ -42,6 +41,9 @@ from connectors.salesforce_history import SnapshotLookup
 from sync.errors import ConfigError
 from sync.mapping.model import CsvColumns, MappingFile
 from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TOO_MANY_FIELDS = "\x00ga4sync:too_many_fields:"
 """Put in a row's last cell by the parser when the row has more cells than the header."""
@@ -201,6 +203,10 @@ class CsvConnector:
     def _file_pages(
         self, fp: FileFingerprint, shown: str, window: TimeWindow | None
     ) -> Iterator[TransitionPage]:
+        # pandas is imported here, not at module level: it costs ~45 MB of RSS, and every
+        # ga4sync command imports the connector registry, CSV or not.
+        import pandas as pd
+
         delimiter = self.settings.delimiter or sniff_delimiter(fp.path, fp.encoding)
         expected: list[int] = []
 

@@ -127,6 +127,11 @@ rules:
     assert row.status == Status.PENDING, row.reason  # a date is not mistaken for a phone number
     bad = apply_mapping(m, move("Closed Won", {"Amount": "lots"}))
     assert isinstance(bad, Invalid) and "field Amount holds 'lots', not a number" in bad.detail
+    # A decimal comma is refused, never read as 1990 (a thousands comma is fine, see above).
+    comma = apply_mapping(m, move("Closed Won", {"Amount": "19,90"}))
+    assert isinstance(comma, Invalid) and "holds '19,90', not a number" in comma.detail
+    big = sent(apply_mapping(m, move("Closed Won", {"Amount": "-12,345,678"}))).event
+    assert dict(big.params)["value"] == -12345678
 
 
 def test_conditions_compare_and_list_membership(tmp_path: Path) -> None:

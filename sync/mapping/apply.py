@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -160,13 +161,31 @@ def _user_properties(m: MappingFile, record: dict[str, Any]) -> str | None:
     return json.dumps(out, sort_keys=True) if out else None
 
 
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def _number_text(text: str) -> float:
+    """`1,234.50` is a number; `19,90` is refused rather than read as 1990.
+
+    A comma is dropped only where it groups thousands: a decimal comma would otherwise turn
+    a 19.90 deal into a 1990 conversion, silently.
+    """
+    text = text.strip()
+    if "," in text:
+        if not _THOUSANDS.match(text):
+            raise ValueError(text)
+        text = text.replace(",", "")
+    return float(text)
+
+
 def _convert(name: str, spec: FieldParam, raw: Any) -> Any:
     if spec.type == "number":
         try:
-            number = float(str(raw).replace(",", "")) if not isinstance(raw, int | float) else raw
+            number = raw if isinstance(raw, int | float) else _number_text(str(raw))
         except ValueError:
             raise ParamError(
                 f"{name}: field {spec.field} holds {str(raw)[:40]!r}, not a number"
+                " (write it as 1234.56; a comma is only accepted as a thousands separator)"
             ) from None
         if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
             return int(number) if not isinstance(raw, float) else number
