@@ -179,7 +179,7 @@ class DeliveryQueue:
         if not outcomes:
             return
         o = s.outbox
-        groups: dict[tuple[Status, bool], list[dict[str, Any]]] = {}
+        groups: dict[tuple[Status, bool, bool], list[dict[str, Any]]] = {}
         for st in outcomes:
             params: dict[str, Any] = {
                 "b_key": st.key,
@@ -190,7 +190,7 @@ class DeliveryQueue:
                 params["b_next"] = st.next_attempt_at or now
             if st.payload is not None:
                 params["b_payload"] = to_json(st.payload)
-            groups.setdefault((st.status, st.payload is not None), []).append(params)
+            groups.setdefault((st.status, st.payload is not None, st.attempted), []).append(params)
         attempts = [
             {
                 "key": st.key,
@@ -204,13 +204,17 @@ class DeliveryQueue:
             if st.attempted
         ]
         with self.engine.begin() as conn:
-            for (status, has_payload), rows in groups.items():
+            for (status, has_payload, attempted), rows in groups.items():
                 values: dict[str, Any] = {
                     "status": status.value,
                     "reason": sa.bindparam("b_reason"),
                     "updated_at": now,
                     "lease_until": None,
                 }
+                if not attempted:
+                    # The claim counted an attempt; nothing reached GA4 (held back after a
+                    # 429, refused locally), so a long rate limit cannot use up max_attempts.
+                    values["attempts"] = sa.case((o.c.attempts > 0, o.c.attempts - 1), else_=0)
                 if status == Status.SENT:
                     values["sent_at"] = now
                 if status == Status.RETRY:

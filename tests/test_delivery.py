@@ -404,6 +404,10 @@ def test_429_stops_the_run_and_puts_queued_requests_back(
     held = [r for r in rows if r["reason"].startswith("not sent: GA4 asked to slow down")]
     assert len(held) >= report.retry - report.requests
     assert store.attempts_for(held[0]["key"]) == []  # never attempted, nothing recorded
+    # ...and not counted: a long rate limit must not use up max_attempts.
+    assert all(r["attempts"] == 0 for r in held), [r["attempts"] for r in held]
+    refused = [r for r in rows if r not in held]
+    assert refused and all(r["attempts"] == 1 for r in refused)
 
 
 def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
