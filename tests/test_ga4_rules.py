@@ -629,6 +629,11 @@ def test_cli_not_json_exits_2(tmp_path: Path) -> None:
     code, out = _validate([str(path)])
     assert code == 2
     assert "not JSON" in out
+    path.write_bytes(b"\xff\xfe{\x00}")  # UTF-16 from a Windows editor: not a traceback
+    code, out = _validate([str(path)])
+    assert code == 2 and "not JSON" in out and "Traceback" not in out
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(base()).encode())  # a UTF-8 BOM is fine
+    assert _validate([str(path)])[0] == 0
 
 
 @pytest.mark.parametrize("mode", ["relaxed", "enforce"])

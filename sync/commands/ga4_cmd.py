@@ -25,7 +25,7 @@ def ga4() -> None:
 
 
 @ga4.command()
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option(
     "--mode",
     type=click.Choice(sorted(MODES)),
@@ -33,12 +33,12 @@ def ga4() -> None:
     help="relaxed (what production accepts) or enforce (what ga4sync requires). Default: the "
     "payload's validation_behavior, else relaxed, as Google's validation server does.",
 )
-def validate(file: IO[str], mode: str | None) -> None:
+def validate(file: IO[bytes], mode: str | None) -> None:
     """Validate a Measurement Protocol body (FILE, or - for stdin) like /debug/mp/collect."""
-    text = file.read()
     try:
-        payload = json.loads(text)
-    except ValueError as exc:
+        # GA4 reads the body as UTF-8; a BOM from a Windows editor is forgiven.
+        payload = json.loads(file.read().decode("utf-8-sig"))
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
         click.echo(f"error: {file.name} is not JSON: {exc}", err=True)
         sys.exit(2)
     chosen = MODES[mode] if mode else _payload_mode(payload)
