@@ -1,4 +1,4 @@
-"""Backfills: the daemon's pipeline over a fixed window [from, to), safe beside the daemon.
+"""Backfills: the daemon's pipeline over a fixed window, safe beside the daemon.
 
 A backfill has its own watermark scope (`backfill:<from>:<to>`), so it never moves the
 daemon's watermark and a re-run of the same window continues where an interrupted one
@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -40,11 +40,17 @@ DELIVERY_ROUNDS = 20
 """Claims per delivery slice (each up to 8 rows per GA4 worker)."""
 
 
-def parse_when(text: str, *, option: str) -> datetime:
-    """`2026-11-20` (midnight UTC) or an ISO date-time; a time without a zone is UTC."""
+def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
+    """`2026-11-20` (midnight UTC) or an ISO date-time; a time without a zone is UTC.
+
+    With `end_of_day`, a bare date means the end of that day: `--from 2026-11-01 --to
+    2026-11-07` is the whole first week, as people read it (and as `ga4sync report` does).
+    An exact date-time is taken as it is, the end excluded.
+    """
     try:
         if len(text) == 10:
-            return datetime.combine(datetime.fromisoformat(text).date(), time(), UTC)
+            midnight = datetime.combine(datetime.fromisoformat(text).date(), time(), UTC)
+            return midnight + timedelta(days=1) if end_of_day else midnight
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
@@ -57,6 +63,20 @@ def _label(value: datetime) -> str:
     if value.time() == time():
         return value.date().isoformat()
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_window(start: str, end: str) -> tuple[datetime, datetime]:
+    """`--from`/`--to` as given on the command line -> the window [start, end) in UTC."""
+    window = (
+        parse_when(start, option="--from"),
+        parse_when(end, option="--to", end_of_day=True),
+    )
+    if window[1] <= window[0]:
+        raise ConfigError(
+            f"--to ({end}) must be after --from ({start}); a bare date as --to includes that "
+            "whole day, so --from 2026-11-01 --to 2026-11-01 is one day"
+        )
+    return window
 
 
 @dataclass(frozen=True)

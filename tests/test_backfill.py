@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sandbox.runner import SandboxEnvironment
 from state import schema
 from state.store import StateStore
-from sync.backfill import Backfill, BackfillRequest, parse_when
+from sync.backfill import Backfill, BackfillRequest, parse_when, parse_window
 from sync.cli import main
 from sync.clock import from_micros
 from sync.config import load_config
@@ -136,7 +136,8 @@ def test_old_events_are_skipped_and_reported_by_default(
     config = sandbox.write_config(state_url=state_url)
     start = (now - timedelta(days=7)).date().isoformat()
     args = ["--config", str(config), "backfill", "--connector", "salesforce", "--from", start]
-    result = CliRunner().invoke(main, [*args, "--to", (now + timedelta(days=1)).date().isoformat()])
+    # `--to today`: a bare date includes that whole day, so the win two hours ago is in.
+    result = CliRunner().invoke(main, [*args, "--to", now.date().isoformat()])
     assert result.exit_code == 0, result.output
     skipped_line = next(line for line in result.output.splitlines() if line.startswith("skipped"))
     assert "too_old 1" in skipped_line  # the old win; the creations match no rule
@@ -198,6 +199,15 @@ def test_window_and_dates_are_checked() -> None:
     )
     assert result.exit_code == 2
     assert "--to (2026-11-01) must be after --from (2026-11-08)" in result.output
+    # A bare date as --to includes that whole day; a date-time is exact, its end excluded.
+    assert parse_window("2026-11-01", "2026-11-07") == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 11, 8, tzinfo=UTC),
+    )
+    assert parse_window("2026-11-01", "2026-11-01")[1] == datetime(2026, 11, 2, tzinfo=UTC)
+    assert parse_window("2026-11-01T06:00:00Z", "2026-11-01T07:30:00+01:00")[1] == datetime(
+        2026, 11, 1, 6, 30, tzinfo=UTC
+    )
     bad = CliRunner().invoke(
         main,
         [

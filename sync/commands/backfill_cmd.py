@@ -1,4 +1,4 @@
-"""`ga4sync backfill`: one connector's pipeline over [--from, --to), with progress and a summary.
+"""`ga4sync backfill`: one connector's pipeline from --from to --to, with progress and a summary.
 
 Exit codes: 0 done, 1 a failure (CRM error, or rows that failed to send), 2 usage or config,
 130 interrupted by Ctrl-C (run the same command again to continue).
@@ -29,7 +29,7 @@ from sync.backfill import (
     BackfillSummary,
     DryRunReport,
     dry_run,
-    parse_when,
+    parse_window,
 )
 from sync.clock import SystemClock
 from sync.commands.common import console, open_config, open_store
@@ -40,8 +40,16 @@ progress_console = Console(stderr=True)
 
 @click.command()
 @click.option("--connector", required=True, help="The connector to backfill (its name).")
-@click.option("--from", "start", required=True, help="Start date (UTC), e.g. 2026-11-01.")
-@click.option("--to", "end", required=True, help="End date (UTC, excluded), e.g. 2026-11-08.")
+@click.option(
+    "--from", "start", required=True, help="First day (UTC), e.g. 2026-11-01, or a date-time."
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    help="Last day (UTC, included), e.g. 2026-11-07; or a date-time (excluded), e.g. "
+    "2026-11-07T12:00:00Z.",
+)
 @click.option(
     "--dry-run", is_flag=True, help="Show what would be sent; write nothing, send nothing."
 )
@@ -64,10 +72,11 @@ def backfill(
     """
     config = open_config(ctx)
     config.connector(connector)
+    window_start, window_end = parse_window(start, end)
     request = BackfillRequest(
         connector,
-        parse_when(start, option="--from"),
-        parse_when(end, option="--to"),
+        window_start,
+        window_end,
         old_events="clamp" if old_events == "clamp" else "skip",
     )
     if dry_run:
