@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,7 @@ from connectors.salesforce_history import (
     SnapshotLookup,
 )
 from connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
+from sync.durations import Duration
 from sync.errors import ConfigError, ConnectorError, MappingError, QuotaExhausted
 from sync.mapping.model import MappingFile
 from sync.model import TimeWindow, TransitionPage
@@ -61,6 +63,12 @@ SNAPSHOT_WARNING = (
     "missed, as a record that moves several times between two polls is seen only at its last "
     "stage, timed by SystemModstamp; turn on "
     "field history tracking for {field} and set `detection: history` to see every move"
+)
+
+
+NOT_JSON = (
+    "Salesforce answered with something other than its JSON (a proxy, firewall or maintenance "
+    "page?); check instance_url and any proxy between ga4sync and Salesforce"
 )
 
 
@@ -88,6 +96,11 @@ class SalesforceSettings(ConnectorSettings):
         default=None, description="Extra CA bundle to trust (the sandbox's throwaway CA)."
     )
     page_size: int = Field(default=2000, ge=200, le=2000)
+    timeout: Duration = Field(
+        default=timedelta(seconds=150),
+        description="Per-request timeout; Salesforce itself gives up on a query after 120 s "
+        "(QUERY_TIMEOUT), so a request still silent after this is stuck.",
+    )
     min_remaining_calls: int = Field(
         default=0,
         ge=0,
@@ -200,7 +213,8 @@ class SalesforceConnector:
     def pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         """Pages of a SOQL query, following `nextRecordsUrl` exactly as Salesforce sent it."""
         headers = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
-        result = self._call(lambda: self.sf.query(soql, headers=headers))
+        timeout = self.settings.timeout.total_seconds()
+        result = self._call(lambda: self.sf.query(soql, headers=headers, timeout=timeout))
         seen: set[str] = set()
         while True:
             yield list(result.get("records") or [])
@@ -210,7 +224,9 @@ class SalesforceConnector:
             if next_url in seen:
                 raise ConnectorError(f"Salesforce paging loops: {next_url} came back twice")
             seen.add(next_url)
-            result = self._call(partial(self.sf.query_more, next_url, identifier_is_url=True))
+            result = self._call(
+                partial(self.sf.query_more, next_url, identifier_is_url=True, timeout=timeout)
+            )
 
     def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
         self._check_floor()
@@ -246,8 +262,20 @@ class SalesforceConnector:
             ) from None
         except SalesforceError as exc:
             raise ConnectorError(f"Salesforce error {exc.status}: {sf_message(exc)}") from None
+        except requests.JSONDecodeError:
+            raise ConnectorError(NOT_JSON) from None
+        except requests.Timeout:
+            raise ConnectorError(
+                f"Salesforce did not answer within {self.settings.timeout.total_seconds():g} s; "
+                "the run stopped after the last captured page and the next run resumes there"
+            ) from None
         except requests.RequestException as exc:
             raise ConnectorError(f"cannot reach Salesforce: {type(exc).__name__}") from None
+        except (KeyError, IndexError, TypeError):
+            # simple-salesforce reads `body[0]["errorCode"]` of a 401 before its own checks.
+            raise ConnectorError(NOT_JSON) from None
+        if not isinstance(result, dict):
+            raise ConnectorError(NOT_JSON)
         usage = self.sf.api_usage.get("api-usage")
         if usage is not None:
             self.usage.used, self.usage.limit = usage.used, usage.total

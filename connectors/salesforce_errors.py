@@ -32,7 +32,15 @@ def sf_message(exc: SalesforceError) -> str:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         tail = lines[-1] if lines else ""
         return f"{content[0].get('errorCode', '?')}: {tail}".strip()
-    return str(content)[:300]
+    text = str(content)
+    if "<html" in text[:500].lower() or "<!doctype" in text[:500].lower():
+        title = re.search(r"<title>([^<]{1,120})</title>", text, re.IGNORECASE)
+        page = f" ({title.group(1).strip()})" if title else ""
+        return (
+            f"an HTML page{page} instead of Salesforce's JSON: a proxy, firewall or "
+            "maintenance page stood in between"
+        )
+    return text[:300]
 
 
 def unknown_field_problem(

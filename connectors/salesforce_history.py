@@ -102,7 +102,8 @@ def fetch_records(
     for soql in id_batches(template, ids):
         for rows in source.pages(soql):
             for row in rows:
-                out[str(row["Id"])] = {k: v for k, v in row.items() if k != "attributes"}
+                if row.get("Id"):
+                    out[str(row["Id"])] = {k: v for k, v in row.items() if k != "attributes"}
     return out
 
 
@@ -228,9 +229,14 @@ def history_moves(
 ) -> tuple[list[StageTransition], list[RejectedRecord]]:
     """Each row is a move from OldValue to NewValue; a `created` row is the record's first
     stage (None -> the OldValue of its first stage change, or its value now if it never
-    changed), as Opportunity's first OpportunityHistory row is."""
+    changed), as Opportunity's first OpportunityHistory row is.
+
+    A tracked lookup field gets two rows per change at the same time: one with the record ids
+    (DataType `EntityId`) and one with the names people see. Only the names row is a move, or
+    every change would be sent twice."""
     moves: list[StageTransition] = []
     rejected: list[RejectedRecord] = []
+    rows = [r for r in rows if r.get("DataType") != "EntityId"]
     first_old: dict[str, str | None] = {}
     for row in sorted(rows, key=lambda r: (str(r.get("CreatedDate")), str(r.get("Id")))):
         parent_id = str(row.get(history.parent_field))
@@ -243,6 +249,10 @@ def history_moves(
             at = parse_sf_datetime(row.get("CreatedDate"))
         except ValueError:
             rejected.append(spec.reject(ref, row, "CreatedDate is missing or bad"))
+            continue
+        if not hid or not parent:
+            reason = f"history row has no Id/{history.parent_field}"
+            rejected.append(spec.reject(ref, row, reason))
             continue
         before, after = text(row.get("OldValue")), text(row.get("NewValue"))
         if row.get("Field") == "created":
@@ -276,7 +286,7 @@ class FieldHistoryReader:
     def read(self, window: TimeWindow) -> Iterator[TransitionPage]:
         h = self.history
         soql = (
-            f"SELECT Id, {h.parent_field}, Field, OldValue, NewValue, CreatedDate "
+            f"SELECT Id, {h.parent_field}, Field, OldValue, NewValue, DataType, CreatedDate "
             f"FROM {h.object_name} WHERE Field IN ({history_fields(self.spec)}) AND "
             f"{time_range('CreatedDate', window.start, window.end)} ORDER BY CreatedDate, Id"
         )
@@ -285,7 +295,9 @@ class FieldHistoryReader:
                 continue
             stamps = [t for t in (maybe_time(r.get("CreatedDate")) for r in rows) if t]
             new_rows = self._new_rows(rows)
-            ids = list(dict.fromkeys(str(r.get(h.parent_field)) for r in new_rows))
+            ids = list(
+                dict.fromkeys(str(r[h.parent_field]) for r in new_rows if r.get(h.parent_field))
+            )
             records = fetch_records(self.source, self.spec, ids)
             moves, rejected = history_moves(self.spec, h, new_rows, records)
             yield TransitionPage(

@@ -60,14 +60,21 @@ class RecordPollReader:
                 yield self._page(rows, window)
 
     def _page(self, rows: list[dict[str, Any]], window: TimeWindow) -> TransitionPage:
-        records = {str(r["Id"]): {k: v for k, v in r.items() if k != "attributes"} for r in rows}
+        rejected: list[RejectedRecord] = []
+        records: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            plain = {k: v for k, v in row.items() if k != "attributes"}
+            if not row.get("Id"):
+                rejected.append(self.spec.reject(f"{self.spec.object_type}/?", plain, "no Id"))
+            else:
+                records[str(row["Id"])] = plain
         stamps = {rid: maybe_time(r.get("SystemModstamp")) for rid, r in records.items()}
         moves: list[StageTransition] = []
-        rejected: list[RejectedRecord] = []
         snapshots: dict[str, str] = {}
         if self.history is not None:
             fresh = self._changed_since_last_read(records)
-            moves, rejected = self._history(list(fresh), records, window)
+            moves, bad_rows = self._history(list(fresh), records, window)
+            rejected += bad_rows
             snapshots = fresh
         else:
             moves, snapshots = self._diff(records, stamps, window)
@@ -94,7 +101,7 @@ class RecordPollReader:
         assert self.history is not None
         h = self.history
         template = (
-            f"SELECT Id, {h.parent_field}, Field, OldValue, NewValue, CreatedDate "
+            f"SELECT Id, {h.parent_field}, Field, OldValue, NewValue, DataType, CreatedDate "
             f"FROM {h.object_name} WHERE {h.parent_field} IN ({{ids}}) "
             f"AND Field IN ({history_fields(self.spec)})"
             f" AND {time_range('CreatedDate', window.start, window.end)} "

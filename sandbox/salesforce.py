@@ -7,7 +7,9 @@ bodies, `nextRecordsUrl` locators, `Sforce-Limit-Info` on every answer.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +23,40 @@ API_VERSION_PATH = r"/services/data/v(?P<ver>\d+\.\d)"
 
 def sf_error(status: int, code: str, message: str) -> Response:
     return Response.json([{"message": message, "errorCode": code}], status)
+
+
+_SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+
+
+def _is_id_field(name: str) -> bool:
+    """`Id` and reference fields (`OpportunityId`, `ParentId`, `OwnerId`...): Salesforce checks
+    their literals are ids before it runs the query."""
+    return name == "Id" or name.endswith("Id")
+
+
+@dataclass
+class Fault:
+    """One answer the org's edge gives instead of the real one: a 5xx, a proxy's HTML page,
+    or a stall. `after` data calls are served normally first, so a fault can hit mid-paging."""
+
+    status: int
+    body: bytes
+    content_type: str
+    after: int = 0
+    stall: float = 0.0
+
+
+SERVER_UNAVAILABLE = Fault(
+    503,
+    b'[{"message":"Server temporarily unavailable","errorCode":"SERVER_UNAVAILABLE"}]',
+    "application/json;charset=UTF-8",
+)
+PROXY_BAD_GATEWAY = Fault(
+    502,
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+    b"</h1></center><hr><center>nginx</center></body></html>",
+    "text/html",
+)
 
 
 class SalesforceSandbox:
@@ -44,6 +80,7 @@ class SalesforceSandbox:
         self.lock = threading.Lock()
         self.requests: list[str] = []
         self.credentials = SandboxCredentials()
+        self.faults: list[Fault] = []
         self.app = self._build_app()
 
     # -- controls used by tests and the demo -----------------------------------------------
@@ -59,6 +96,13 @@ class SalesforceSandbox:
         """Leave exactly `count` calls of today's quota; the next one is REQUEST_LIMIT_EXCEEDED."""
         with self.lock:
             self.daily_limit = self.api_used + count
+
+    def fail(self, fault: Fault, *, after: int = 0, stall: float = 0.0) -> None:
+        """The next data call after `after` good ones gets `fault` (the quota is not charged)."""
+        with self.lock:
+            self.faults.append(
+                Fault(fault.status, fault.body, fault.content_type, after=after, stall=stall)
+            )
 
     def data_requests(self) -> int:
         """REST calls served (logins excluded): what counts against the org's daily limit."""
@@ -129,10 +173,23 @@ class SalesforceSandbox:
             token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
             if token not in self.tokens:
                 return sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            fault = self._due_fault()
+        if fault is not None:
+            action = f"stall:{fault.stall}" if fault.stall else None
+            return Response(fault.status, fault.body, {"Content-Type": fault.content_type}, action)
+        with self.lock:
             if self.api_used >= self.daily_limit:
                 return sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             self.api_used += 1
         return None
+
+    def _due_fault(self) -> Fault | None:
+        if not self.faults:
+            return None
+        if self.faults[0].after > 0:
+            self.faults[0].after -= 1
+            return None
+        return self.faults.pop(0)
 
     def _limit_header(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}
@@ -163,6 +220,16 @@ class SalesforceSandbox:
                     "custom field, be sure to append the '__c' after the custom "
                     "field name.",
                 )
+        bad_id = soql.first_literal(
+            parsed.where,
+            lambda name, v: _is_id_field(name) and isinstance(v, str) and not _SF_ID.match(v),
+        )
+        if bad_id is not None:
+            return sf_error(
+                400,
+                "INVALID_QUERY_FILTER_OPERATOR",
+                f"\n{text}\n^\nERROR at Row:1:Column:1\ninvalid ID field: {bad_id}",
+            )
         indexed = {"Id", self.data.indexed_field(parsed.obj) or "Id"}
         only = soql.narrowing(parsed.where, indexed)
         rows = [

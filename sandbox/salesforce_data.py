@@ -53,6 +53,10 @@ LEAD_STATUSES = (
 )
 
 
+def _named(names: dict[str, str], value: Any) -> Any:
+    return names.get(value, value) if isinstance(value, str) else value
+
+
 def sf_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime(SF_TIME)
 
@@ -81,6 +85,10 @@ class SalesforceData:
         self._ids = itertools.count(1)
         self.tracked: dict[str, set[str]] = {"Lead": {"Status"}}
         """Fields with history tracking on, per object (Setup > Set History Tracking)."""
+        self.lookup_names: dict[tuple[str, str], dict[str, str]] = {}
+        """Tracked lookup fields: referenced id -> the name the UI shows. Salesforce writes two
+        history rows per change of a lookup: one with the ids (DataType `EntityId`) and one
+        with the names, both at the same CreatedDate."""
         self.children: dict[str, dict[str, list[str]]] = {h: {} for h in PARENT_INDEXED}
         self.picklists: dict[tuple[str, str], tuple[str, ...]] = {
             ("Opportunity", "StageName"): OPPORTUNITY_STAGES,
@@ -228,7 +236,14 @@ class SalesforceData:
             for name, new in changes.items():
                 old = record.get(name)
                 if name in self.tracked.get(obj, set()) and old != new:
-                    self._field_history(obj, rid, name, old, new, at)
+                    names = self.lookup_names.get((obj, name))
+                    if names is not None:
+                        self._field_history(obj, rid, name, old, new, at, "EntityId")
+                        self._field_history(
+                            obj, rid, name, _named(names, old), _named(names, new), at
+                        )
+                    else:
+                        self._field_history(obj, rid, name, old, new, at)
                 record[name] = new
             record["LastModifiedDate"] = record["SystemModstamp"] = at
 
@@ -241,8 +256,14 @@ class SalesforceData:
             for hid in self.children.get(history, {}).get(rid, []):
                 self.objects[history][hid]["IsDeleted"] = True
 
+    def insert_raw(self, obj: str, row: dict[str, Any]) -> None:
+        """A row stored as given, even malformed (no Id, a bad time), for what-if tests."""
+        with self.lock:
+            key = str(row.get("Id") or f"raw-{next(self._ids)}")
+            self.objects.setdefault(obj, {})[key] = {"IsDeleted": False, **row}
+
     def _field_history(
-        self, obj: str, rid: str, name: str, old: Any, new: Any, at: datetime
+        self, obj: str, rid: str, name: str, old: Any, new: Any, at: datetime, kind: str = "Text"
     ) -> None:
         history, parent = field_history_object(obj)
         hid = self.new_id("017")
@@ -252,7 +273,7 @@ class SalesforceData:
             "Field": name,
             "OldValue": old,
             "NewValue": new,
-            "DataType": "Text",
+            "DataType": kind,
             "CreatedDate": at,
             "CreatedById": "005000000000001AAA",
             "IsDeleted": False,

@@ -221,12 +221,14 @@ def parse(text: str) -> Query:
 def _comparable(value: Any, literal: Any) -> tuple[Any, Any]:
     if isinstance(literal, datetime):
         if isinstance(value, str):
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            with contextlib.suppress(ValueError):
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if isinstance(value, datetime) and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
     elif isinstance(literal, date):
         if isinstance(value, str):
-            value = date.fromisoformat(value[:10])
+            with contextlib.suppress(ValueError):
+                value = date.fromisoformat(value[:10])
     elif isinstance(literal, int | float) and isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
@@ -286,6 +288,20 @@ def narrowing(where: Any, indexed: set[str]) -> tuple[str, list[Any]] | None:
             if item.op == "IN":
                 return item.field, list(item.value)
     return None
+
+
+def first_literal(where: Any, test: Any) -> Any:
+    """The first literal in WHERE for which `test(field, literal)` holds (IN lists included)."""
+    if where is None:
+        return None
+    if isinstance(where, BoolOp):
+        for item in where.items:
+            found = first_literal(item, test)
+            if found is not None:
+                return found
+        return None
+    values = where.value if isinstance(where.value, list) else [where.value]
+    return next((v for v in values if test(where.field, v)), None)
 
 
 def fields_in(where: Any) -> list[str]:

@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mappings import MAPPINGS_DIR
 from sandbox.runner import SandboxEnvironment
+from sandbox.salesforce import PROXY_BAD_GATEWAY, SERVER_UNAVAILABLE, Fault
 from state.store import StateStore
 from sync.metrics import DaemonMetrics
 from tests.conftest import EngineFactory
@@ -403,3 +406,140 @@ def test_lead_snapshot_mode_sees_status_and_conversion(
         (None, "Open - Not Contacted", t0),
         ("Open - Not Contacted", "Closed - Converted", t1 + timedelta(seconds=1)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (SERVER_UNAVAILABLE, "Salesforce error 503: SERVER_UNAVAILABLE"),
+        (PROXY_BAD_GATEWAY, "an HTML page (502 Bad Gateway)"),
+    ],
+)
+def test_a_failure_mid_paging_keeps_read_pages_and_the_next_run_resumes(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, fault: Fault, says: str
+) -> None:
+    ids = _many_moves(sandbox, 450)
+    engine, _ = make_engine(salesforce_options={"page_size": 200})
+    # Page 1 costs 3 calls (history page, stage-before batch, records batch); the 4th, the
+    # queryMore for page 2, meets the fault.
+    sandbox.salesforce.fail(fault, after=3)
+    stopped = engine.capture("salesforce")
+    assert stopped.status == "failed" and says in (stopped.error or "")
+    assert "<html" not in (stopped.error or "")
+    kept = engine.store.list_outbox()
+    assert stopped.captured == len(kept) == 200
+    mark = engine.store.get_watermark("salesforce", "Opportunity")
+    assert mark == max(_at(r["changed_at"]) for r in kept)  # not past the unread pages
+
+    resumed = engine.capture("salesforce")
+    assert resumed.status == "ok"
+    rows = engine.store.list_outbox()
+    assert len(rows) == 450 and len({r["key"] for r in rows}) == 450
+    assert {r["record_id"] for r in rows} == set(ids)
+
+
+def test_a_silent_server_is_cut_off_by_the_timeout(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    data = sandbox.salesforce.data
+    oid = data.create_opportunity(_now(sandbox) - timedelta(hours=1), stage="Prospecting")
+    engine, _ = make_engine(salesforce_options={"timeout": "1s"})
+    sandbox.salesforce.fail(SERVER_UNAVAILABLE, stall=5)
+    stopped = engine.capture("salesforce")
+    assert stopped.status == "failed"
+    assert "did not answer within 1 s" in (stopped.error or "")
+    assert engine.store.get_watermark("salesforce", "Opportunity") is None
+    assert engine.capture("salesforce").status == "ok"
+    assert [m[0] for m in _moves(engine.store)] == [oid]
+
+
+def test_two_moves_in_the_same_second_keep_salesforce_order(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    data = sandbox.salesforce.data
+    t0 = _now(sandbox) - timedelta(hours=1)
+    oid = data.create_opportunity(t0, stage="Prospecting", GA_Client_ID__c="1.1")
+    engine, _ = make_engine()
+    assert engine.capture("salesforce").status == "ok"
+    # A flow moves the deal twice inside one transaction: both rows share CreatedDate and
+    # only their Ids (ORDER BY CreatedDate, Id) tell which came first.
+    t1 = _now(sandbox) - timedelta(minutes=5)
+    data.move_opportunity(oid, "Qualification", t1)
+    data.move_opportunity(oid, "Closed Won", t1)
+    assert engine.capture("salesforce").captured == 2
+    assert engine.capture("salesforce").captured == 0
+    # The outbox lists same-time rows in key order; the from/to chain shows the real order.
+    assert set(_times(engine.store, oid)) == {
+        (None, "Prospecting", t0),
+        ("Prospecting", "Qualification", t1),
+        ("Qualification", "Closed Won", t1),
+    }
+
+
+PROJECT_MAPPING = (
+    "object: Project__c\nstage_field: Stage__c\ndetection: history\n"
+    "client_id_field: GA_Client_ID__c\n"
+    "rules:\n  - {to: Live, event: project_live}\n"
+)
+
+
+def test_a_lookup_stage_field_writes_two_history_rows_but_moves_once(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    data = sandbox.salesforce.data
+    data.define_object("Project__c", ["Stage__c", "GA_Client_ID__c"], tracked=("Stage__c",))
+    draft, live = "a0B000000000001AAA", "a0B000000000002AAA"
+    data.lookup_names[("Project__c", "Stage__c")] = {draft: "Draft", live: "Live"}
+    mapping = tmp_path / "project.yaml"
+    mapping.write_text(PROJECT_MAPPING)
+    t0 = _now(sandbox) - timedelta(hours=1)
+    pid = data.create_record("Project__c", t0, Stage__c=draft, GA_Client_ID__c="9.9")
+    data.update_record("Project__c", pid, t0 + timedelta(minutes=1), Stage__c=live)
+    history = data.objects["Project__History"].values()
+    assert sorted(r["DataType"] for r in history if r["Field"] == "Stage__c") == [
+        "EntityId",
+        "Text",
+    ]
+    engine, _ = make_engine(mapping=mapping)
+    assert engine.capture("salesforce").status == "ok"
+    assert _times(engine.store, pid) == [
+        (None, "Draft", t0),
+        ("Draft", "Live", t0 + timedelta(minutes=1)),
+    ]
+
+
+def test_malformed_history_rows_are_recorded_as_invalid_and_the_page_goes_on(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    data = sandbox.salesforce.data
+    data.define_object("Project__c", ["Stage__c", "GA_Client_ID__c"], tracked=("Stage__c",))
+    mapping = tmp_path / "project.yaml"
+    mapping.write_text(PROJECT_MAPPING)
+    t0 = _now(sandbox) - timedelta(hours=1)
+    pid = data.create_record("Project__c", t0, Stage__c="Draft", GA_Client_ID__c="9.9")
+    data.update_record("Project__c", pid, t0 + timedelta(minutes=1), Stage__c=None)
+    data.update_record("Project__c", pid, t0 + timedelta(minutes=2), Stage__c="Live")
+    row = {"Field": "Stage__c", "OldValue": "Draft", "NewValue": "Live", "DataType": "Text"}
+    # Times as other tools write them: Z and no milliseconds, or an offset with a colon.
+    other = data.create_record("Project__c", t0, Stage__c="Draft", GA_Client_ID__c="8.8")
+    stamp = (t0 + timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data.insert_raw("Project__History", {**row, "Id": "017RAW000000001AAA", "ParentId": other,
+                                          "CreatedDate": stamp})  # fmt: skip
+    data.insert_raw("Project__History", {**row, "ParentId": pid, "CreatedDate": t0})
+    data.insert_raw("Project__History", {**row, "Id": "017RAW000000002AAA", "ParentId": None,
+                                          "CreatedDate": t0})  # fmt: skip
+    engine, _ = make_engine(mapping=mapping)
+    report = engine.capture("salesforce")
+    assert report.status == "ok" and report.rejected == 2
+    rows = engine.store.list_outbox()
+    invalid = sorted(r["reason"] for r in rows if r["status"] == "invalid")
+    assert invalid == [
+        "malformed CRM record Project__History/017RAW000000002AAA: history row has no Id/ParentId",
+        "malformed CRM record Project__History/?: history row has no Id/ParentId",
+    ]
+    # Cleared to blank is not a move; the move out of the blank stage is.
+    assert _times(engine.store, pid) == [
+        (None, "Draft", t0),
+        (None, "Live", t0 + timedelta(minutes=2)),
+    ]
+    assert _times(engine.store, other)[-1] == ("Draft", "Live", t0 + timedelta(minutes=3))
