@@ -184,7 +184,9 @@ class HubspotConnector:
         rejected: list[RejectedRecord] = []
         ids: list[str] = []
         for hit in hits:
-            if hit.modified is None:
+            if not hit.id:
+                rejected.append(self._reject("?", "search result has no id", {}))
+            elif hit.modified is None:
                 rejected.append(
                     self._reject(hit.id, f"search result has no {self.modified_property}", {})
                 )

@@ -16,6 +16,7 @@ Every HTTP attempt is counted in `usage.calls`.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -76,7 +77,10 @@ class HsObject:
             ]
             for name, entries in (raw.get("propertiesWithHistory") or {}).items()
         }
-        return cls(str(raw.get("id")), dict(raw.get("properties") or {}), history)
+        rid = raw.get("id")
+        return cls(
+            "" if rid in (None, "") else str(rid), dict(raw.get("properties") or {}), history
+        )
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,10 @@ class HubspotApi:
 
         data = self._call("search", call)
         nxt = ((data.get("paging") or {}).get("next") or {}).get("after")
+        if nxt is not None and not str(nxt).isdigit():
+            raise ConnectorError(
+                f"HubSpot search sent a paging cursor that is not an offset ({str(nxt)[:40]!r})"
+            )
         return SearchPage(
             results=[HsObject.from_json(r) for r in data.get("results") or []],
             next_after=int(nxt) if nxt is not None else None,
@@ -335,6 +343,10 @@ def _json_body(body: Any) -> dict[str, Any]:
         try:
             parsed = json.loads(body)
         except ValueError:
+            if "<html" in body[:500].lower() or "<!doctype" in body[:500].lower():
+                title = re.search(r"<title>([^<]{1,120})</title>", body, re.IGNORECASE)
+                page = f" ({title.group(1).strip()})" if title else ""
+                return {"message": f"an HTML page{page} instead of HubSpot's JSON (a proxy?)"}
             return {"message": body[:300]}
         return parsed if isinstance(parsed, dict) else {}
     return {}

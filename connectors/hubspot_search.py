@@ -1,12 +1,13 @@
 """Changed record ids from HubSpot search, in modified-time order, past the 10,000-result cap.
 
-HubSpot answers 400 once `after` reaches 10,000 (crm-apis.md §5.1), so a window holding more
-changes is split: when the next page would start at the cap, the query finishes the last
-timestamp seen on its own (`modified EQ ts`, paged by `hs_object_id GT last id`, which also
-covers more than 10,000 records sharing one timestamp, as HubSpot bulk jobs produce), drops the
-ids it already returned, and the window goes on from `modified GT ts`. Nothing is skipped and
-every page stays in ascending modified order, so each page's last time is a safe watermark.
-"""
+Pages are read by keyset, not by offset: each page is a new query `modified GTE <last time of
+the page before>` that drops the ids already returned at that time. Offsets would skip a record
+whenever one on an earlier page is modified mid-run, and they stop at HubSpot's 10,000-result
+cap (`after` >= 10,000 answers 400, crm-apis.md §5.1). A page whose records all share one
+timestamp (a bulk job) is finished on its own (`modified EQ ts`, paged by
+`hs_object_id GT last id`, split again at the cap), then the window goes on from
+`modified GT ts`. Nothing is skipped and every page stays in ascending modified order, so each
+page's last time is a safe watermark."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from connectors.hubspot_api import SearchPage, parse_hs_time
+from sync.errors import ConnectorError
 
 SEARCH_CAP = 10_000
 
@@ -62,28 +64,44 @@ class ChangedRecords:
         """How many times a window was split at the cap (reported by tests and the bench)."""
 
     def pages(self, start: datetime, end: datetime | None = None) -> Iterator[list[Hit]]:
+        """Keyset paging: each page is a new query from the last timestamp the page before
+        ended on (`GTE ts`, minus the ids already returned at ts), never `after=offset`.
+
+        Offsets shift under a live account: a record on a page already read that is modified
+        meanwhile jumps to the end of the order, every later record moves up one place, and
+        the one at the page boundary would be skipped for good once the watermark passes it.
+        """
         low, low_op = to_ms(start), "GTE"
         end_filter = [self._filter("LT", to_ms(end))] if end is not None else []
+        returned_at_low: set[str] = set()
         while True:
             filters = [self._filter(low_op, low), *end_filter]
-            last_ts: int | None = None
-            at_last_ts: set[str] = set()
-            capped = False
-            for hits, next_after in self._query(filters, self.prop):
-                for hit in hits:
-                    ms = to_ms(hit.modified) if hit.modified else None
-                    if ms is not None and ms != last_ts:
-                        last_ts, at_last_ts = ms, set()
-                    at_last_ts.add(hit.id)
-                if hits:
-                    yield hits
-                if next_after is not None and next_after >= self.cap:
-                    capped = True
-            if not capped or last_ts is None:
+            hits, next_after = next(self._query(filters, self.prop, first_page_only=True))
+            fresh = [h for h in hits if h.id not in returned_at_low or self._ms(h) != low]
+            if fresh:
+                yield fresh
+            stamps = [ms for ms in map(self._ms, hits) if ms is not None]
+            if next_after is None or not hits:
                 return
-            self.splits += 1
-            yield from self._finish_timestamp(last_ts, at_last_ts, end_filter)
-            low, low_op = last_ts, "GT"
+            if not stamps:
+                raise ConnectorError(
+                    f"HubSpot search results carry no {self.prop}; cannot page by it"
+                )
+            first_ts, last_ts = min(stamps), max(stamps)
+            if first_ts == last_ts:
+                # A whole page modified in the same millisecond (a bulk job): finish that
+                # timestamp by id, then go on strictly after it.
+                seen = {h.id for h in hits} | (returned_at_low if last_ts == low else set())
+                self.splits += 1
+                yield from self._finish_timestamp(last_ts, seen, end_filter)
+                low, low_op, returned_at_low = last_ts, "GT", set()
+                continue
+            at_last = {h.id for h in hits if self._ms(h) == last_ts}
+            low, low_op, returned_at_low = last_ts, "GTE", at_last
+
+    @staticmethod
+    def _ms(hit: Hit) -> int | None:
+        return to_ms(hit.modified) if hit.modified else None
 
     def _finish_timestamp(
         self, ts: int, seen: set[str], end_filter: list[dict[str, str]]
@@ -111,7 +129,7 @@ class ChangedRecords:
             self.splits += 1
 
     def _query(
-        self, filters: list[dict[str, str]], sort_by: str
+        self, filters: list[dict[str, str]], sort_by: str, *, first_page_only: bool = False
     ) -> Iterator[tuple[list[Hit], int | None]]:
         """One query's pages while they stay under the cap, with the next offset (or None)."""
         after = 0
@@ -132,7 +150,7 @@ class ChangedRecords:
                     f"HubSpot search paging did not advance (after={after}, next={next_after})"
                 )
             yield hits, next_after
-            if next_after is None or next_after >= self.cap or not hits:
+            if first_page_only or next_after is None or next_after >= self.cap or not hits:
                 return
             after = next_after
 

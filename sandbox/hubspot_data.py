@@ -279,8 +279,9 @@ class HubspotData:
                 if record.properties.get(name) == text:
                     continue
                 record.properties[name] = text
-                if text is not None:
-                    record.history.setdefault(name, []).append(HistoryEntry(text, at, source_type))
+                # Clearing a property is history too: HubSpot lists it as an empty value.
+                entry = HistoryEntry(text or "", at, source_type)
+                record.history.setdefault(name, []).append(entry)
             self._touch(record, at, index_delay)
 
     def move(

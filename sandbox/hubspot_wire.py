@@ -10,7 +10,14 @@ import uuid
 from typing import Any
 
 from sandbox.http import Response
-from sandbox.hubspot_data import HsRecord, Pipeline, PropertyDef, hs_time, modified_property
+from sandbox.hubspot_data import (
+    HistoryEntry,
+    HsRecord,
+    Pipeline,
+    PropertyDef,
+    hs_time,
+    modified_property,
+)
 
 
 def hs_error(status: int, category: str, message: str, **extra: Any) -> Response:
@@ -68,12 +75,21 @@ def record_json(
         out["archivedAt"] = hs_time(record.archived_at)
     if history:
         out["propertiesWithHistory"] = {
-            name: [
-                {"value": e.value, "timestamp": hs_time(e.at), "sourceType": e.source_type}
-                for e in reversed(record.history.get(name, []))
-            ]
+            name: [history_entry_json(e) for e in reversed(record.history.get(name, []))]
             for name in history
         }
+    return out
+
+
+def history_entry_json(e: HistoryEntry) -> dict[str, Any]:
+    """A `propertiesWithHistory` entry; a change made in the UI names who made it."""
+    out: dict[str, Any] = {
+        "value": e.value,
+        "timestamp": hs_time(e.at),
+        "sourceType": e.source_type,
+    }
+    if e.source_type == "CRM_UI":
+        out.update({"sourceId": "userId:2960310", "updatedByUserId": 2960310})
     return out
 
 

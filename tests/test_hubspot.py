@@ -6,6 +6,7 @@ index that lags writes; tests shrink only the time windows (never sleep for real
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,9 @@ def test_25000_deals_changed_in_one_window_are_all_read_past_the_search_cap(
     marks = [p.watermark for p in pages if p.watermark]
     assert marks == sorted(marks)  # each page is safe to resume from
     assert marks[-1] == max(t.changed_at for t in transitions)
-    assert hs.search.splits >= 3  # the bulk timestamp twice (by id), the spread window once
+    # The bulk timestamp is finished on its own, by id, and split once more at the cap; the
+    # spread records page by keyset, which never meets the cap.
+    assert hs.search.splits == 2
     assert hub.hubspot.counts["429:SECONDLY"] == 0
     assert int(hs.usage.extra["search"]) == hub.hubspot.counts["search"]
     assert hs.usage.calls == hub.hubspot.counts["requests"]
@@ -452,3 +455,103 @@ def test_hubspot_config_errors_name_the_key_and_line(tmp_path: Path) -> None:
     text = str(caught.value)
     assert f"{path}:3:5: connectors[0].access_token: required key `access_token`" in text
     assert f"{path}:6:5: connectors[0].host: host must be a URL" in text
+
+
+# -- what live accounts hand back ---------------------------------------------------------------
+def test_a_record_modified_mid_paging_does_not_make_search_skip_another(
+    hub: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    data = hub.hubspot.data
+    now = hub.clock.now()
+    ids = [
+        data.create("deals", now - timedelta(minutes=50 - i), {"dealstage": "qualifiedtobuy"})
+        for i in range(30)
+    ]
+    searches: list[int] = []
+
+    def someone_edits_a_deal_already_read(req: Any, resp: Any) -> None:
+        if req.path.endswith("/search") and resp.status == 200:
+            searches.append(1)
+            if len(searches) == 1:  # between page 1 and page 2 of the first run
+                data.move("deals", ids[0], "closedwon", hub.clock.now())
+
+    hub.hubspot.app.after.append(someone_edits_a_deal_already_read)
+    engine = deals_engine(make_engine, page_size=5, batch_size=5)
+    assert engine.run_once().captures[0].status == "ok"
+    # With offsets, deal 6 slid onto page 1 when deal 1 left it, and was never read.
+    rows = deal_rows(engine)
+    assert {r["record_id"] for r in rows if r["to_value"] == "qualifiedtobuy"} == set(ids)
+    assert [r["record_id"] for r in rows if r["to_value"] == "closedwon"] == [ids[0]]
+
+
+def test_a_stage_cleared_and_set_again_is_a_new_move(hub: SandboxEnvironment) -> None:
+    data = hub.hubspot.data
+    now = hub.clock.now()
+    t0 = now - timedelta(minutes=30)
+    deal = data.create("deals", t0, {"dealstage": "closedwon"})
+    data.update("deals", deal, t0 + timedelta(minutes=1), {"dealstage": ""})
+    data.update("deals", deal, t0 + timedelta(minutes=2), {"dealstage": "closedwon"})
+    hs = connector(hub)
+    pages = list(hs.fetch_transitions(TimeWindow(start=now - timedelta(hours=1))))
+    hs.close()
+    moves = [(t.from_value, t.to_value, t.changed_at) for p in pages for t in p.transitions]
+    assert moves == [
+        (None, "closedwon", ms(t0)),
+        (None, "closedwon", ms(t0 + timedelta(minutes=2))),
+    ]
+
+
+def test_malformed_records_are_invalid_and_the_rest_of_the_page_goes_on(
+    hub: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    data = hub.hubspot.data
+    now = hub.clock.now()
+    ids = [
+        data.create("deals", now - timedelta(minutes=30 - i), {"dealstage": "closedwon"})
+        for i in range(4)
+    ]
+    bad_time, no_id = ids[1], ids[2]
+
+    def damage(req: Any, resp: Any) -> None:
+        """What a broken proxy or an API change could hand back, on the real wire."""
+        body = json.loads(resp.body or b"{}")
+        if req.path.endswith("/search"):
+            for r in body.get("results", []):
+                if r["id"] == no_id:
+                    del r["id"]
+        elif req.path.endswith("/batch/read"):
+            for r in body.get("results", []):
+                if r["id"] == bad_time:
+                    r["propertiesWithHistory"]["dealstage"][0]["timestamp"] = "yesterday"
+        resp.body = json.dumps(body).encode()
+
+    hub.hubspot.app.after.append(damage)
+    engine = deals_engine(make_engine)
+    capture = engine.run_once().captures[0]
+    assert capture.status == "ok" and capture.rejected == 2
+    rows = deal_rows(engine)
+    assert sorted(r["reason"] for r in rows if r["status"] == "invalid") == [
+        f"malformed CRM record deals/{bad_time}: a dealstage history entry has no valid timestamp",
+        "malformed CRM record deals/?: search result has no id",
+    ]
+    assert {r["record_id"] for r in rows if r["status"] != "invalid"} == {ids[0], ids[3]}
+
+
+def test_a_proxy_error_page_is_named_not_dumped(
+    hub: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    data = hub.hubspot.data
+    data.create("deals", hub.clock.now() - timedelta(minutes=5), {"dealstage": "closedwon"})
+
+    def gateway(req: Any, resp: Any) -> None:
+        if req.path.endswith("/search"):
+            resp.status, resp.headers = 502, {"Content-Type": "text/html"}
+            resp.body = b"<html><head><title>502 Bad Gateway</title></head><body></body></html>"
+
+    hub.hubspot.app.after.append(gateway)
+    engine = deals_engine(make_engine, max_attempts=2)
+    capture = engine.run_once().captures[0]
+    assert capture.status == "failed"
+    assert "an HTML page (502 Bad Gateway)" in (capture.error or "")
+    assert "<html" not in (capture.error or "")
+    assert engine.store.get_watermark("hubspot_deals", "deals") is None
