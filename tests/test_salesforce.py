@@ -543,3 +543,25 @@ def test_malformed_history_rows_are_recorded_as_invalid_and_the_page_goes_on(
         (None, "Live", t0 + timedelta(minutes=2)),
     ]
     assert _times(engine.store, other)[-1] == ("Draft", "Live", t0 + timedelta(minutes=3))
+
+
+def test_a_lead_without_id_is_invalid_and_the_other_leads_go_on(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    data = sandbox.salesforce.data
+    mapping = tmp_path / "lead.yaml"
+    mapping.write_text(LEAD_MAPPING)
+    t0 = _now(sandbox) - timedelta(hours=1)
+    lead = data.create_lead(t0, status="Open - Not Contacted", GA_Client_ID__c="GA1.1.11.22")
+    data.insert_raw(
+        "Lead",
+        {"Status": "Qualified", "CreatedDate": t0, "SystemModstamp": t0, "GA_Client_ID__c": ""},
+    )
+    engine, _ = make_engine(mapping=mapping)
+    report = engine.capture("salesforce")
+    assert report.status == "ok" and report.rejected == 1
+    rows = engine.store.list_outbox()
+    assert [r["reason"] for r in rows if r["status"] == "invalid"] == [
+        "malformed CRM record Lead/?: no Id"
+    ]
+    assert _times(engine.store, lead) == [(None, "Open - Not Contacted", t0)]
