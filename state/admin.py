@@ -7,7 +7,7 @@ live claim (or will become `unknown` when its lease runs out).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,6 +68,48 @@ class OutboxAdmin:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def iter_outbox_summary(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        connector: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """`outbox list` rows, streamed and without the CRM record and payload columns.
+
+        An outbox holds millions of rows after months; listing them must not load them all
+        (nor their stored CRM records) into memory at once.
+        """
+        o = s.outbox
+        columns = [c for c in o.c if c.name not in ("record_json", "payload")]
+        q = self._outbox_filter(sa.select(*columns), statuses, connector)
+        q = q.order_by(o.c.changed_at, o.c.key)
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            for r in conn.execution_options(yield_per=2000).execute(q):
+                yield dict(r._mapping)
+
+    def count_outbox(
+        self, *, statuses: Sequence[str] | None = None, connector: str | None = None
+    ) -> int:
+        q = self._outbox_filter(
+            sa.select(sa.func.count()).select_from(s.outbox), statuses, connector
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    @staticmethod
+    def _outbox_filter(
+        q: sa.Select[Any], statuses: Sequence[str] | None, connector: str | None
+    ) -> sa.Select[Any]:
+        o = s.outbox
+        if statuses:
+            q = q.where(o.c.status.in_(list(statuses)))
+        if connector:
+            q = q.where(o.c.connector == connector)
+        return q
+
     def resolve_keys(self, prefixes: Sequence[str]) -> tuple[list[str], list[str]]:
         """Full keys for what a person typed (a key or a unique prefix of at least 8 chars).
 
@@ -86,7 +128,9 @@ class OutboxAdmin:
                 else:
                     hits = list(
                         conn.execute(
-                            sa.select(o.c.key).where(o.c.key.startswith(prefix)).limit(2)
+                            sa.select(o.c.key)
+                            .where(o.c.key.startswith(prefix, autoescape=True))
+                            .limit(2)
                         ).scalars()
                     )
                 if not hits:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from state import schema as s
 from state.admin import ONCE_BLOCKING, RESOLVED, OutboxAdmin, PruneResult
+from state.errors import describe, safe_url
 from state.locks import (
     AdvisoryLock,
     CaptureLock,
@@ -106,10 +107,18 @@ class StateStore(DeliveryQueue, RunLog, OutboxAdmin):
             sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         store = cls(engine)
         if migrate:
-            store.migrate()
+            try:
+                store.migrate()
+            except sa.exc.SQLAlchemyError as exc:
+                engine.dispose()
+                raise describe(exc, url) from None
+            except ConfigError:
+                engine.dispose()
+                raise
         return store
 
     def migrate(self) -> None:
+        """Bring the schema up to date; refuse a newer schema or one with tables missing."""
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7346021)"))
@@ -124,6 +133,14 @@ class StateStore(DeliveryQueue, RunLog, OutboxAdmin):
             for version in range(current, s.SCHEMA_VERSION):
                 s.MIGRATIONS[version](conn)
                 conn.execute(sa.insert(s.schema_version).values(version=version + 1))
+            missing = sorted(set(s.metadata.tables) - set(sa.inspect(conn).get_table_names()))
+            if missing:
+                raise ConfigError(
+                    f"the state database {safe_url(str(self.engine.url))} is damaged: table(s) "
+                    f"{', '.join(missing)} are missing although it is at schema version "
+                    f"{current}. Restore it from a backup, or point state.url at a new database "
+                    "(a new database sends again what the CRM still shows in its lookback)"
+                )
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from connectors.registry import build_connector
 from state import schema
+from state.errors import describe
 from state.store import StateStore
 from sync.capture import row_for_transition
 from sync.config import Config
@@ -299,17 +300,25 @@ class _ExistingKeys:
                 return
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        self.engine = sa.create_engine(url)
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                has_outbox = sa.inspect(conn).has_table(schema.outbox.name)
+        except sa.exc.SQLAlchemyError as exc:
+            # "already in outbox 0" from a database we could not read would be a lie.
+            engine.dispose()
+            raise describe(exc, url) from None
+        if has_outbox:
+            self.engine = engine
+        else:
+            engine.dispose()  # nothing was captured yet
 
     def of(self, keys: list[str]) -> set[str]:
         if self.engine is None or not keys:
             return set()
         o = schema.outbox
-        try:
-            with self.engine.connect() as conn:
-                return set(conn.execute(sa.select(o.c.key).where(o.c.key.in_(keys))).scalars())
-        except sa.exc.DBAPIError:
-            return set()  # no outbox table yet: nothing was captured
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(o.c.key).where(o.c.key.in_(keys))).scalars())
 
     def close(self) -> None:
         if self.engine is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
+import sqlalchemy as sa
 
+from state.errors import StateStoreError, describe
 from sync import __version__
 from sync.errors import ConfigError, MappingError
 from sync.logs import configure_logging
@@ -21,6 +23,14 @@ class Ga4SyncGroup(click.Group):
             for line in exc.problems:
                 click.echo(f"error: {line}", err=True)
             sys.exit(2)
+        except StateStoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except sa.exc.SQLAlchemyError as exc:
+            # The state database failed mid-command (dropped connection, damaged file).
+            error = describe(exc, None)
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
 
 
 @click.group(cls=Ga4SyncGroup)

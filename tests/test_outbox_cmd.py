@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from sandbox.ga4 import Faults
 from sandbox.runner import GA4_SECRET, SandboxEnvironment
-from state.store import StateStore
+from state.store import OutboxRow, StateStore
 from sync.cli import main
+from sync.commands.outbox_cmd import TABLE_ROWS
+from sync.model import Status
 
 
 def cli(config: Path, *args: str) -> Result:
@@ -86,3 +89,59 @@ def test_state_prune_keeps_recent_rows(sandbox: SandboxEnvironment, state_url: s
     after = StateStore.open(state_url)
     assert len(after.list_outbox()) == count
     after.close()
+
+
+def test_a_big_outbox_lists_a_screenful_as_a_table_and_everything_as_json(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        OutboxRow(
+            key=f"{i:064x}",
+            connector="salesforce",
+            object_type="Opportunity",
+            record_id=f"006{i:012d}",
+            field="StageName",
+            from_value="Prospecting",
+            to_value="Closed Won",
+            changed_at=now - timedelta(seconds=i),
+            detected_by="history",
+            status=Status.UNKNOWN if i % 2 else Status.SENT,
+            event_name="purchase",
+            record={"Id": f"006{i:012d}", "Description": "x" * 500},
+        )
+        for i in range(TABLE_ROWS + 203)
+    ]
+    store = StateStore.open(state_url)
+    try:
+        store.capture(
+            connector="salesforce", object_type="Opportunity", rows=rows, watermark=None, now=now
+        )
+    finally:
+        store.close()
+    config = sandbox.write_config(state_url=state_url)
+
+    table = cli(config, "outbox", "list")
+    assert table.exit_code == 0
+    assert f"Outbox (first {TABLE_ROWS} of {len(rows)} rows)" in table.output
+    assert f"203 more rows: use --limit {len(rows)} or --format json" in table.output
+    listed = cli(config, "outbox", "list", "--format", "json")
+    assert listed.exit_code == 0
+    doc = json.loads(listed.output)
+    assert len(doc) == len(rows) and len({r["key"] for r in doc}) == len(rows)
+    assert "crm_record" not in doc[0] and "x" * 500 not in listed.output
+    unknown = json.loads(
+        cli(config, "outbox", "list", "--status", "unknown", "--format", "json").output
+    )
+    assert len(unknown) == len(rows) // 2 and {r["status"] for r in unknown} == {"unknown"}
+    limited = cli(
+        config, "outbox", "list", "--status", "unknown", "--limit", "3", "--format", "json"
+    )
+    assert [r["key"] for r in json.loads(limited.output)] == [r["key"] for r in unknown[:3]]
+    small = cli(config, "outbox", "list", "--limit", "2")
+    assert "Outbox (first 2 of" in small.output
+
+    # LIKE wildcards are not key prefixes: `________` must not pick an arbitrary row.
+    for wildcard in ("________", "%%%%%%%%"):
+        gone = cli(config, "outbox", "discard", wildcard, "--reason", "x")
+        assert gone.exit_code == 1 and "no outbox row has this key" in gone.output

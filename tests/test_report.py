@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from sandbox.ga4 import Faults
 from sandbox.runner import SandboxEnvironment
@@ -164,3 +164,24 @@ def test_report_refuses_a_backwards_period(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "--to is before --from" in result.output
+
+
+def test_report_dates_and_out_path_are_checked_before_anything_is_written(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    _, config = make_engine()
+
+    def report(*args: str) -> Result:
+        return CliRunner().invoke(main, ["--config", str(config.path), "report", *args])
+
+    period = ["--from", "2026-03-01", "--to", "2026-03-02"]
+    for start in ("2026-02-30", "yesterday", "2026-3-1x"):
+        result = report("--from", start, "--to", "2026-03-01")
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    missing = report(*period, "--out", str(tmp_path / "no" / "such" / "dir" / "r.html"))
+    assert missing.exit_code == 2, missing.output
+    assert "does not exist; create it first" in missing.output
+    assert not isinstance(missing.exception, OSError)
+    empty = report("--from", "2030-01-01", "--to", "2030-01-01", "--out", str(tmp_path / "e.html"))
+    assert empty.exit_code == 0, empty.output
+    assert "sent 0" in empty.output and (tmp_path / "e.html").read_text().startswith("<!")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,34 +82,77 @@ def outbox() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.pass_context
 def list_cmd(
-    ctx: click.Context, status_opts: tuple[str, ...], connector: str | None, fmt: str, limit: int
+    ctx: click.Context,
+    status_opts: tuple[str, ...],
+    connector: str | None,
+    fmt: str,
+    limit: int | None,
 ) -> None:
     """List outbox rows (exit 1 when none match)."""
     statuses = _statuses(status_opts)
     store = _store(ctx)
     try:
-        rows = store.list_outbox(statuses=statuses or None, connector=connector, limit=limit)
+        if fmt == "json":
+            shown = _print_json(
+                store.iter_outbox_summary(
+                    statuses=statuses or None, connector=connector, limit=limit
+                )
+            )
+        else:
+            total = store.count_outbox(statuses=statuses or None, connector=connector)
+            rows = store.iter_outbox_summary(
+                statuses=statuses or None, connector=connector, limit=limit or TABLE_ROWS
+            )
+            shown = _print_table(rows, total)
     finally:
         store.close()
-    if fmt == "json":
-        click.echo(json.dumps([_row_json(r) for r in rows], indent=2))
-    else:
-        table = Table(title=f"Outbox ({len(rows)} rows)", title_justify="left")
-        for col in ("key", "connector", "record", "move", "changed", "status", "event", "why"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            table.add_row(
-                r["key"][:16],
-                r["connector"],
-                r["record_id"],
-                f"{r['from_value'] or '-'} -> {r['to_value']}",
-                _iso(r["changed_at"]) or "",
-                r["status"],
-                r["event_name"] or "",
-                redact(r["reason"] or ""),
-            )
-        console.print(table)
-    sys.exit(0 if rows else 1)
+    sys.exit(0 if shown else 1)
+
+
+TABLE_ROWS = 1000
+"""Rows a table shows without --limit: a person reads a screenful, not 10^6 rows (which take
+minutes to lay out); `--limit N` or `--format json` (streamed) give them all."""
+
+
+def _print_json(rows: Iterator[dict[str, Any]]) -> int:
+    """A JSON array written row by row: valid JSON of any size in constant memory."""
+    count = 0
+    click.echo("[", nl=False)
+    for row in rows:
+        item = json.dumps(_row_json(row), indent=2)
+        click.echo(("," if count else "") + "\n" + textwrap.indent(item, "  "), nl=False)
+        count += 1
+    click.echo("\n]" if count else "]")
+    return count
+
+
+def _print_table(rows: Iterator[dict[str, Any]], total: int) -> int:
+    table = Table(title_justify="left")
+    for col in ("key", "connector", "record", "move", "changed", "status", "event", "why"):
+        table.add_column(col, overflow="fold")
+    count = 0
+    for r in rows:
+        count += 1
+        table.add_row(
+            r["key"][:16],
+            r["connector"],
+            r["record_id"],
+            f"{r['from_value'] or '-'} -> {r['to_value']}",
+            _iso(r["changed_at"]) or "",
+            r["status"],
+            r["event_name"] or "",
+            redact(r["reason"] or ""),
+        )
+    table.title = f"Outbox ({count} rows)"
+    if count < total:
+        table.title = f"Outbox (first {count} of {total} rows)"
+    console.print(table)
+    if count < total:
+        console.print(
+            f"{total - count} more rows: use --limit {total} or --format json to see them all",
+            markup=False,
+        )
+    return count
 
 
 @outbox.command("show")

@@ -43,12 +43,21 @@ def report(ctx: click.Context, start: datetime, end: datetime, out: Path) -> Non
         raise click.BadParameter("--to is before --from", param_hint="--to")
     if (end - start).days > 3660:
         raise click.BadParameter("the period is longer than 10 years", param_hint="--to")
+    if not out.parent.is_dir():
+        raise click.BadParameter(
+            f"the folder {out.parent} does not exist; create it first", param_hint="--out"
+        )
     config = open_config(ctx)
     store = open_store(config)
     try:
         data = build_report(store, start.date(), end.date(), SystemClock().now())
     finally:
         store.close()
-    out.write_text(render_report(data), encoding="utf-8")
+    try:
+        out.write_text(render_report(data), encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {out}: {exc.strerror or exc}", param_hint="--out"
+        ) from None
     totals = ", ".join(f"{k} {v}" for k, v in data.totals.items())
     console.print(f"wrote {out} ({data.period_from} to {data.period_to}: {totals})", markup=False)

@@ -1,0 +1,151 @@
+"""Every command on a state database that is empty, damaged, not a database or unreachable:
+one `error:` line a person can act on, the documented exit code, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from sandbox.runner import SandboxEnvironment
+from state import schema
+from state.errors import describe
+from state.store import StateStore
+from sync.cli import main
+
+COMMANDS = [
+    ["status"],
+    ["status", "--format", "json"],
+    ["outbox", "list"],
+    ["outbox", "list", "--status", "unknown", "--format", "json"],
+    ["outbox", "show", "0123456789abcdef"],
+    ["outbox", "resend", "0123456789abcdef"],
+    ["outbox", "discard", "--status", "unknown", "--reason", "checked"],
+    ["state", "prune", "--older-than", "30d"],
+    ["report", "--from", "2026-11-01", "--to", "2026-11-02", "--out", "{tmp}/report.html"],
+    ["backfill", "--connector", "salesforce", "--from", "2026-11-01", "--to", "2026-11-02"],
+    ["backfill", "--connector", "salesforce", "--from", "2026-11-01", "--to", "2026-11-02"]
+    + ["--dry-run"],
+    ["run"],
+    ["daemon"],
+]
+
+
+def cli(config: Path, args: list[str], tmp_path: Path) -> Result:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    return CliRunner().invoke(main, ["--config", str(config), *argv])
+
+
+def assert_clean_error(result: Result, code: int, *words: str) -> None:
+    out = result.output
+    assert result.exit_code == code, out
+    assert "Traceback" not in out and "sqlalche.me" not in out, out
+    assert not isinstance(result.exception, sa.exc.SQLAlchemyError), out
+    assert out.startswith("error: "), out
+    for word in words:
+        assert word in out, out
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:3]))
+def test_a_store_with_a_dropped_table_is_refused_by_name(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path, args: list[str]
+) -> None:
+    StateStore.open(state_url).close()
+    engine = sa.create_engine(state_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE outbox"))
+    engine.dispose()
+    config = sandbox.write_config(state_url=state_url)
+    result = cli(config, args, tmp_path)
+    if "--dry-run" in args:  # reads the outbox only: "nothing captured yet" is the truth
+        assert result.exit_code == 0, result.output
+        assert "already in outbox 0" in result.output
+        return
+    assert_clean_error(result, 2, "table(s) outbox are missing", "Restore it from a backup")
+    assert not (tmp_path / "report.html").exists()
+    assert sandbox.ga4.events() == []
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_alone(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(bytes(range(256)) * 64)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    config = sandbox.write_config(state_url=f"sqlite:///{path}")
+    for args in COMMANDS:
+        result = cli(config, args, tmp_path)
+        assert_clean_error(result, 2, "file is not a database", str(path))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert sandbox.ga4.events() == []
+
+
+def test_an_unreachable_postgres_is_exit_1_and_hides_the_password(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://postgres:s3cret-pw@127.0.0.1:{port}/test"
+    config = sandbox.write_config(state_url=url)
+    for args in COMMANDS:
+        result = cli(config, args, tmp_path)
+        assert_clean_error(result, 1, "is not reachable", "Connection refused")
+        assert "s3cret-pw" not in result.output
+
+
+def test_a_read_only_sqlite_database_is_a_clean_error(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    """SQLite opened read-only (as on a read-only volume): the first write is refused."""
+    path = tmp_path / "state.db"
+    StateStore.open(f"sqlite:///{path}").close()
+    store = StateStore.open(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            store.start_run("salesforce", "run", datetime.now(UTC))
+    finally:
+        store.close()
+    error = describe(raised.value, f"sqlite:///{path}")
+    assert error.exit_code == 2 and "readonly database" in str(error)
+
+
+def test_every_read_command_on_an_empty_store(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    config = sandbox.write_config(state_url=state_url)
+    status = cli(config, ["status", "--format", "json"], tmp_path)
+    assert status.exit_code == 0, status.output
+    doc = json.loads(status.output)
+    assert doc["connectors"][0]["name"] == "salesforce"
+    listed = cli(config, ["outbox", "list", "--format", "json"], tmp_path)
+    assert listed.exit_code == 1 and json.loads(listed.output) == []
+    table = cli(config, ["outbox", "list"], tmp_path)
+    assert table.exit_code == 1 and "Outbox (0 rows)" in table.output
+    shown = cli(config, ["outbox", "show", "0123456789abcdef"], tmp_path)
+    assert_clean_error(shown, 1, "no outbox row has this key")
+    pruned = cli(config, ["state", "prune", "--older-than", "30d"], tmp_path)
+    assert pruned.exit_code == 1 and "deleted 0 rows" in pruned.output  # nothing to prune
+    report = cli(config, COMMANDS[8], tmp_path)
+    assert report.exit_code == 0 and (tmp_path / "report.html").exists()
+
+
+def test_a_newer_schema_is_refused_by_every_command(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    store = StateStore.open(state_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(schema.schema_version).values(version=schema.SCHEMA_VERSION + 1))
+    store.close()
+    config = sandbox.write_config(state_url=state_url)
+    for args in COMMANDS:
+        if "--dry-run" in args:
+            continue  # reads outbox keys only; the newer schema still has them
+        result = cli(config, args, tmp_path)
+        assert_clean_error(result, 2, "upgrade ga4sync")
