@@ -7,7 +7,6 @@ bodies, `nextRecordsUrl` locators, `Sforce-Limit-Info` on every answer.
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,16 +15,13 @@ from typing import Any
 from sandbox import soql
 from sandbox.http import App, Request, Response
 from sandbox.salesforce_auth import SandboxCredentials, add_login_routes
-from sandbox.salesforce_data import SalesforceData, sf_time
+from sandbox.salesforce_data import SALESFORCE_ID, SalesforceData, sf_time
 
 API_VERSION_PATH = r"/services/data/v(?P<ver>\d+\.\d)"
 
 
 def sf_error(status: int, code: str, message: str) -> Response:
     return Response.json([{"message": message, "errorCode": code}], status)
-
-
-_SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
 def _is_id_field(name: str) -> bool:
@@ -222,7 +218,9 @@ class SalesforceSandbox:
                 )
         bad_id = soql.first_literal(
             parsed.where,
-            lambda name, v: _is_id_field(name) and isinstance(v, str) and not _SF_ID.match(v),
+            lambda name, v: (
+                _is_id_field(name) and isinstance(v, str) and not SALESFORCE_ID.match(v)
+            ),
         )
         if bad_id is not None:
             return sf_error(

@@ -10,9 +10,14 @@ and NewValue, but only for fields whose history tracking is on, as in a real org
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
+
+SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+"""A record id as Salesforce accepts it in a query: 15 or 18 letters and digits."""
+
 
 SF_TIME = "%Y-%m-%dT%H:%M:%S.000+0000"
 

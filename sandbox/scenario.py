@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from sandbox.hubspot_data import HubspotData, Pipeline, Stage
-from sandbox.salesforce_data import SalesforceData
+from sandbox.salesforce_data import SALESFORCE_ID, SalesforceData
 from sync.durations import parse_duration
 
 
@@ -99,11 +99,19 @@ def apply_salesforce(
             fields["CurrencyIsoCode"] = opp["currency"]
         if opp.get("client_id") is not None:
             fields[client_id_field] = str(opp["client_id"])
+        record_id = opp.get("id")
+        if record_id is not None and not SALESFORCE_ID.match(str(record_id)):
+            # The sandbox refuses malformed ids in queries as Salesforce does (`invalid ID
+            # field`), so a made-up id here would only fail later, far from its cause.
+            raise ScenarioError(
+                f"salesforce.opportunities[{i}].id `{record_id}` is not a Salesforce id (15 or "
+                "18 letters and digits, e.g. 006000000000001AAA); leave it out to generate one"
+            )
         first = stages[0]
         oid = data.create_opportunity(
             parse_time(first["at"], scenario.now),
             stage=str(first["stage"]),
-            record_id=opp.get("id"),
+            record_id=None if record_id is None else str(record_id),
             **fields,
         )
         for step in stages[1:]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sandbox.runner import SandboxEnvironment
+from sandbox.salesforce_data import SalesforceData
+from sandbox.scenario import ScenarioError, apply_salesforce, load_scenario
 from sync.cli import main
 from sync.model import Status
 from tests.conftest import EngineFactory
@@ -96,3 +99,19 @@ def test_config_error_names_key_and_line(tmp_path: Path) -> None:
     assert f"{path}:2:3: ga4.measurement_id" in result.output
     assert f"{path}:4:1: connectors" in result.output
     assert "Traceback" not in result.output
+
+
+def test_scenario_with_a_made_up_salesforce_id_is_refused_where_it_is_written(
+    tmp_path: Path,
+) -> None:
+    """The sandbox refuses malformed ids in SOQL as Salesforce does; a scenario that invents
+    one is told so when it is loaded, not by a failing sync later."""
+    good = load_scenario(Path(__file__).parent.parent / "sandbox" / "scenarios" / "example.yaml")
+    assert apply_salesforce(good, SalesforceData())
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "salesforce:\n  opportunities:\n"
+        "    - id: opp-1\n      stages: [{stage: Prospecting, at: -2h}]\n"
+    )
+    with pytest.raises(ScenarioError, match=r"opportunities\[0\]\.id `opp-1` is not a Salesforce"):
+        apply_salesforce(load_scenario(path), SalesforceData())
