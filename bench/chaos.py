@@ -2,6 +2,10 @@
 
     python -m bench.chaos --kills 40 --opportunities 200 --backend both
 
+`run_chaos(commands=("run", "backfill", "daemon"), signals=(SIGTERM, SIGKILL))` interrupts
+backfills and daemons too, and holds every SIGTERM to a clean stop: the documented exit code,
+no row left `sending` or `unknown`.
+
 The sandbox Salesforce and GA4 live in this process; each `ga4sync run` is a real subprocess
 killed after a random delay, so it dies during start-up, during capture (small CRM pages make
 capture take several transactions), between claim and send, or between send and commit (GA4
@@ -61,13 +65,19 @@ class ChaosReport:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     naive_duplicates: int = 0
+    """Events GA4 got twice from the naive sender replaying the same events under kills."""
     killed_in_capture: int = 0
     """Runs whose capture never finished (their `runs` row is still `running`)."""
     unknown_not_in_ga4: int = 0
     """Killed between claim and send: the request never left."""
     unknown_in_ga4: int = 0
     """Killed between send and commit: GA4 has it, the store could not know."""
-    """Events GA4 got twice from the naive sender replaying the same events under kills."""
+    graceful_stops: int = 0
+    """SIGTERMs that reached a running ga4sync and ended in a clean stop."""
+    sigkilled: bool = False
+    """A SIGKILL has hit a running process (from then on `unknown` rows are expected)."""
+    terms_in_startup: int = 0
+    """SIGTERMs that arrived before Python had installed the handler (nothing started yet)."""
 
 
 def expected_transitions(sandbox: SandboxEnvironment) -> set[tuple[str, str, datetime]]:
@@ -103,22 +113,89 @@ def chaos_config(sandbox: SandboxEnvironment, state_url: str, *, lease: str = "2
     return path
 
 
-def ga4sync_run(config: Path, log: Path, kill_after: float | None) -> bool:
-    """One `ga4sync run` subprocess; True when it was killed before it finished."""
+STOP_GRACE_S = 20.0
+"""How long a SIGTERM'd process may take to finish its step in flight and commit."""
+EXPECTED_ON_SIGTERM = {"run": {0}, "daemon": {0}, "backfill": {130}}
+"""Exit codes after a graceful stop: `run` and `daemon` resume on the next start (0); an
+interrupted backfill is not done, so it exits 130 like Ctrl-C and its Job/unit is re-run."""
+
+
+@dataclass(frozen=True)
+class Interruption:
+    killed: bool
+    """The signal reached a process that had not finished on its own."""
+    returncode: int | None
+
+
+def command_args(kind: str, window: tuple[str, str] | None = None) -> list[str]:
+    """The CLI arguments for one chaos process: `run`, `daemon` or `backfill` of a window."""
+    if kind == "backfill":
+        start, end = window or ("2000-01-01", "2100-01-01")
+        return ["backfill", "--connector", "salesforce", "--from", start, "--to", end]
+    return [kind]
+
+
+def ga4sync_run(
+    config: Path,
+    log: Path,
+    kill_after: float | None,
+    *,
+    args: list[str] | None = None,
+    sig: signal.Signals = signal.SIGKILL,
+) -> Interruption:
+    """One ga4sync subprocess (`run` unless told otherwise), sent `sig` after `kill_after`."""
     with log.open("a") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sync.cli", "--config", str(config), "run"],
+            [sys.executable, "-m", "sync.cli", "--config", str(config), *(args or ["run"])],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
         try:
-            proc.wait(timeout=kill_after if kill_after is not None else 120)
-            return False
+            return Interruption(False, proc.wait(timeout=kill_after if kill_after else 120))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(sig)
+        try:
+            return Interruption(True, proc.wait(timeout=STOP_GRACE_S))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            return True
+            return Interruption(True, None)
+
+
+def last_run_id(store: StateStore) -> int:
+    runs = store.last_runs(1)
+    return int(runs[0]["id"]) if runs else 0
+
+
+def check_graceful_stop(
+    kind: str, outcome: Interruption, store: StateStore, report: ChaosReport, runs_before: int
+) -> None:
+    """After a SIGTERM: the documented exit code, and nothing left mid-send.
+
+    Signalled during Python start-up, before its handler exists, a process dies of the signal:
+    allowed while it had not started a capture (no new `runs` row). `unknown` rows must come
+    from SIGKILLs, so until the first SIGKILL there are none, and no row is left `sending`.
+    """
+    if not outcome.killed:
+        return
+    if outcome.returncode is None:
+        report.problems.append(f"`{kind}` did not stop within {STOP_GRACE_S:g}s of SIGTERM")
+        return
+    if outcome.returncode == -signal.SIGTERM:
+        if last_run_id(store) != runs_before:
+            report.problems.append(f"`{kind}` died of SIGTERM mid-work instead of stopping")
+        report.terms_in_startup += 1
+        return
+    report.graceful_stops += 1
+    if outcome.returncode not in EXPECTED_ON_SIGTERM[kind]:
+        report.problems.append(f"`{kind}` exited {outcome.returncode} after SIGTERM")
+    if report.sigkilled:
+        return  # a SIGKILL'd sender's rows may still be `sending` or `unknown`: not ours
+    left = store.count_by_status()
+    for status in ("sending", "unknown"):
+        if left.get(status):
+            report.problems.append(f"`{kind}` left {left[status]} rows {status} after SIGTERM")
 
 
 def move(sandbox: SandboxEnvironment, gen: OpportunityGenerator, moves: int) -> None:
@@ -138,7 +215,15 @@ def run_chaos(
     kill_window: tuple[float, float] = (0.8, 3.5),
     log: Callable[[str], None] = lambda _: None,
     naive: bool = False,
+    commands: tuple[str, ...] = ("run",),
+    signals: tuple[signal.Signals, ...] = (signal.SIGKILL,),
 ) -> ChaosReport:
+    """`kills` interruptions of processes taking turns at `commands` (run, backfill, daemon),
+    the CRM changing in between; then clean runs and `verify`.
+
+    `signals` are used in phases, in order (SIGTERM then SIGKILL: the first half of the kills
+    are SIGTERMs), so a graceful stop is checked before any SIGKILL has left rows behind.
+    """
     started = time.monotonic()
     rng = random.Random(seed)
     sandbox.salesforce.default_page_size = 200
@@ -147,13 +232,26 @@ def run_chaos(
     config = chaos_config(sandbox, state_url)
     report = ChaosReport()
     runs_log = workdir / "runs.log"
-    while report.kills < kills:
-        if report.runs % 2 == 1:
-            move(sandbox, gen, max(1, opportunities // 15))
-        killed = ga4sync_run(config, runs_log, rng.uniform(*kill_window))
-        report.runs += 1
-        report.kills += killed
-        log(f"run {report.runs}: {'killed' if killed else 'finished'}")
+    day = datetime.now(UTC).date()
+    window = ((day - timedelta(days=3)).isoformat(), (day + timedelta(days=2)).isoformat())
+    store = StateStore.open(state_url)
+    try:
+        while report.kills < kills:
+            if report.runs % 2 == 1:
+                move(sandbox, gen, max(1, opportunities // 15))
+            kind = commands[report.runs % len(commands)]
+            runs_before = last_run_id(store)
+            sig = signals[min(report.kills * len(signals) // kills, len(signals) - 1)]
+            after = rng.uniform(*kill_window)
+            outcome = ga4sync_run(config, runs_log, after, args=command_args(kind, window), sig=sig)
+            report.runs += 1
+            report.kills += outcome.killed
+            if sig == signal.SIGTERM:
+                check_graceful_stop(kind, outcome, store, report, runs_before)
+            report.sigkilled |= outcome.killed and sig == signal.SIGKILL
+            log(f"{kind} {report.runs}: {sig.name if outcome.killed else 'finished'}")
+    finally:
+        store.close()
     # Finish: clean runs until nothing is due or held by a dead sender's lease.
     store = StateStore.open(state_url)
     try:

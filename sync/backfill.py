@@ -123,10 +123,12 @@ class BackfillSummary:
     """Rows still pending (an interrupted pass): the next pass delivers them."""
     capture_status: str = "ok"
     capture_error: str | None = None
+    interrupted: bool = False
+    """Ctrl-C/SIGTERM arrived, in capture or in delivery: the window is not finished."""
 
     @property
     def stopped(self) -> bool:
-        return self.capture_status == "stopped"
+        return self.capture_status == "stopped" or self.interrupted
 
     @property
     def ok(self) -> bool:
@@ -217,6 +219,7 @@ class Backfill:
             already=capture.duplicates,
             capture_status=capture.status,
             capture_error=capture.error,
+            interrupted=self.engine.stop_event.is_set(),
         )
         return summarize(self.engine.store, summary)
 

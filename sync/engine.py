@@ -303,6 +303,8 @@ class Engine:
         report = RunReport()
         targets = names or [c.name for c in self.config.connectors if c.enabled]
         for name in targets:
+            if self.stop_event.is_set():
+                break  # stopping: the next run captures the connectors not reached
             report.captures.append(self.capture(name))
         report.delivery = self.deliver()
         return report

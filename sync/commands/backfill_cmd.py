@@ -1,15 +1,13 @@
 """`ga4sync backfill`: one connector's pipeline from --from to --to, with progress and a summary.
 
 Exit codes: 0 done, 1 a failure (CRM error, or rows that failed to send), 2 usage or config,
-130 interrupted by Ctrl-C (run the same command again to continue).
+130 interrupted by Ctrl-C or SIGTERM (run the same command again to continue). An interrupted
+backfill is not done, so it never exits 0: a Kubernetes Job or systemd unit restarts it.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from types import FrameType
 from typing import Any
 
 import click
@@ -33,6 +31,7 @@ from sync.backfill import (
 )
 from sync.clock import SystemClock
 from sync.commands.common import console, open_config, open_store
+from sync.commands.signals import restore_signals, stop_on_signals
 from sync.engine import CaptureReport, Engine
 
 progress_console = Console(stderr=True)
@@ -85,11 +84,11 @@ def backfill(
     config.old_events = request.old_events
     store = open_store(config)
     engine = Engine(config, store)
-    previous = _graceful_ctrl_c(engine.stop_event)
+    previous = stop_on_signals(engine.stop_event)
     try:
         summary = _run_with_progress(Backfill(engine, request))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore_signals(previous)
         engine.close()
         store.close()
     _print_summary(summary)
@@ -101,20 +100,6 @@ def backfill(
 def dry_run_report(config: Any, request: BackfillRequest) -> DryRunReport:
     with progress_console.status(f"Reading {request.describe()} (dry run)..."):
         return dry_run(config, request, now=SystemClock().now())
-
-
-def _graceful_ctrl_c(stop: threading.Event) -> Any:
-    """First Ctrl-C: finish the step in flight and commit. Second: stop at once."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        progress_console.print(
-            "stopping after the page / GA4 batch in flight (Ctrl-C again to abort)"
-        )
-
-    return signal.signal(signal.SIGINT, handler)
 
 
 def _run_with_progress(job: Backfill) -> BackfillSummary:

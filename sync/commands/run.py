@@ -1,4 +1,11 @@
-"""`ga4sync run`: one pass of capture + delivery, for cron jobs and one-shot runs."""
+"""`ga4sync run`: one pass of capture + delivery, for cron jobs and one-shot runs.
+
+SIGTERM or Ctrl-C (a cron job's timeout, `systemctl stop`, `kubectl delete`) stops after the
+CRM page or GA4 batches in flight, commits them and exits 0: the next run resumes from the
+committed watermark. Without this the default handler killed the process mid-send, leaving
+rows `unknown` (a person must check GA4) that a graceful stop settles as sent or not sent.
+A second signal stops at once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import sys
 import click
 
 from sync.commands.common import open_config, open_store, print_run
+from sync.commands.signals import restore_signals, stop_on_signals
 from sync.engine import Engine
 
 
@@ -29,9 +37,11 @@ def run(ctx: click.Context, connectors: tuple[str, ...], validate_remote: bool) 
         config.connector(name)
     store = open_store(config)
     engine = Engine(config, store)
+    previous = stop_on_signals(engine.stop_event)
     try:
         report = engine.run_once(list(connectors) or None)
     finally:
+        restore_signals(previous)
         engine.close()
         store.close()
     print_run(report)
