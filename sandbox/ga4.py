@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from sandbox.aio_http import AsyncSandboxServer
 from sandbox.http import App, Request, Response, SandboxServer
 from sync.clock import Clock, SystemClock
-from sync.ga4.rules import Mode, debug_response, validate_payload
+from sync.ga4.rules import NotJson, debug_response, validate_body
 
 
 @dataclass
@@ -178,8 +178,8 @@ class Ga4Sandbox:
             with self.lock:
                 self.debug_requests += 1
             try:
-                body = json.loads(req.body.decode("utf-8"))
-            except ValueError:
+                _, messages = validate_body(req.body, mode=None, now=self.clock.now())
+            except NotJson:
                 return Response.json(
                     {
                         "validationMessages": [
@@ -191,15 +191,7 @@ class Ga4Sandbox:
                         ]
                     }
                 )
-            mode = (
-                Mode.ENFORCE
-                if body.get("validation_behavior") == Mode.ENFORCE.value
-                else Mode.RELAXED
-            )
-            body.pop("validation_behavior", None)
-            return Response.json(
-                debug_response(validate_payload(body, mode=mode, now=self.clock.now()))
-            )
+            return Response.json(debug_response(messages))
 
         @app.route("GET", r"/sandbox/hits")
         def hits(req: Request) -> Response:

@@ -42,6 +42,7 @@ STREET = "22b7e2d69b91e0ef4a88e81a73d897b92fd9c93ccfbe0a860f77db16c26f662e"
         ("order-1001", None),
         ("0f8fad5b-d9cb-469f-a165-70867728950e", None),
         ("jane@example.com", None),
+        ("١٢٣.٤٥٦", None),  # Arabic-Indic digits are not <number>.<number>
         (1857116524.1675709798, None),
         (None, None),
     ],
@@ -125,6 +126,34 @@ def test_address_entry_hashes_names_and_street_keeps_the_rest_clear() -> None:
         ("2026-11-20", False, False),
         ("Closed Won", False, False),
         (1234567890, False, False),
+        # Real product and order data must not be blocked (false positives lose conversions).
+        ("Poster 'Meet me @ the beach'", False, False),
+        ("https://cdn.example.com/img/logo@2x.png", False, False),
+        ("user@localhost", False, False),
+        ("12345678901", False, False),  # numeric order id
+        ("2024-000123", False, False),  # two-group order id
+        ("112-1234567-1234567", False, False),  # marketplace order id, 17 digits
+        ("03-01-2026", False, False),
+        ("01.03.2026", False, False),
+        ("2026-03-01T10:00:00Z", False, False),
+        ("2026-03-01 10:00", False, False),
+        ("192.168.100.200", False, False),
+        ("1.234.567", False, False),
+        ("123.4567", False, False),  # an amount written the European way
+        ("-1234567", False, False),
+        # PII in the forms people write it must be caught (false negatives leak it).
+        ("josé@exämple.com", True, False),
+        ("jane.o'neil@example.ie", True, False),
+        ("mailto:jane@example.com", True, False),
+        ("+447911123456", False, True),
+        ("0044 20 7123 4567", False, True),
+        ("020 7123 4567", False, True),
+        ("07911 123456", False, True),
+        ("555.010.9999", False, True),
+        ("555-0199", False, True),
+        ("(555) 010 9999", False, True),
+        ("06 12 34 56 78", False, True),
+        (" +1 555 010 9999 ", False, True),
     ],
 )
 def test_pii_guard(value: object, email: bool, phone: bool) -> None:

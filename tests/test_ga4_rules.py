@@ -23,7 +23,16 @@ from sandbox.ga4 import Ga4Sandbox, serve_ga4
 from sync.cli import main
 from sync.clock import to_micros
 from sync.ga4.identity import hash_email
-from sync.ga4.rules import MAX_BODY_BYTES, RULES, Mode, debug_response, validate_payload
+from sync.ga4.rules import (
+    BODY_RULES,
+    MAX_BODY_BYTES,
+    RULES,
+    Mode,
+    NotJson,
+    debug_response,
+    validate_body,
+    validate_payload,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_US = to_micros(NOW)
@@ -477,6 +486,103 @@ CASES = [
         "",
         "129,999 ok, 130,000 not",
     ),
+    Case(
+        "unicode",
+        lambda: with_params(note="Café \U0001f600"),
+        lambda: with_params(note="\ud800"),
+        "VALUE_INVALID",
+        "",
+        "lone surrogate",
+    ),
+    # Fixes found by the real-world audit: each was accepted (or crashed) before.
+    Case(
+        "event_name",
+        base,
+        lambda: with_event(name="purchase\n"),
+        "NAME_INVALID",
+        "events",
+        "trailing newline",
+    ),
+    Case(
+        "client_id_format",
+        base,
+        lambda: base(client_id="١٢٣.٤٥٦"),
+        "VALUE_INVALID",
+        "client_id",
+        "non-ASCII digits",
+    ),
+    Case(
+        "currency_code",
+        base,
+        lambda: with_params(currency="USD\n"),
+        "VALUE_INVALID",
+        "events.params",
+        "trailing newline",
+    ),
+    Case(
+        "param_scalar",
+        base,
+        lambda: with_params(value=float("nan")),
+        "VALUE_INVALID",
+        "events.params",
+        "NaN from an empty spreadsheet cell",
+    ),
+    Case(
+        "param_scalar",
+        lambda: items([{"item_id": "A", "price": 9.5}]),
+        lambda: items([{"item_id": "A", "price": float("inf")}]),
+        "VALUE_INVALID",
+        "events.params.items",
+        "infinite item price",
+    ),
+    Case(
+        "timestamp_type",
+        lambda: with_event(timestamp_micros=str(NOW_US - 300_000_000)),
+        lambda: with_event(timestamp_micros="١٢٣"),
+        "VALUE_INVALID",
+        "timestamp_micros",
+        "non-ASCII digits",
+    ),
+    Case(
+        "pii",
+        lambda: items([{"item_id": "A", "item_name": "Poster 'Meet me @ the beach'"}]),
+        lambda: items([{"item_id": "A", "buyer": "jane@example.com"}]),
+        "VALUE_INVALID",
+        "events.params.items",
+        "email in item param",
+    ),
+    Case(
+        "item_id_or_name",
+        lambda: items([{"item_id": 0}]),
+        lambda: items([{"item_id": "", "item_name": None}]),
+        "VALUE_REQUIRED",
+        "events.params.items",
+        "numeric 0 id",
+    ),
+    Case(
+        "user_data_hashed",
+        lambda: base(user_data={"sha256_phone_number": [EMAIL_HASH]}),
+        lambda: base(user_data={"sha256_phone_number": 15550109999}),
+        "VALUE_INVALID",
+        "user_data",
+        "number, not list",
+    ),
+    Case(
+        "unknown_field",
+        lambda: base(user_data={"address": {"city": "london", "country": "GB"}}),
+        lambda: base(user_data={"address": [None, 5]}),
+        "VALUE_INVALID",
+        "",
+        "address not objects",
+    ),
+    Case(
+        "unknown_field",
+        lambda: base(user_data={"address": [{"postal_code": "SW1A1AA"}]}),
+        lambda: base(user_data={"address": [{"postal_code": 12345}]}),
+        "VALUE_INVALID",
+        "",
+        "address field not a string",
+    ),
 ]
 
 
@@ -658,3 +764,262 @@ def test_cli_and_sandbox_debug_endpoint_agree(tmp_path: Path, mode: str) -> None
     code, out = _validate([str(path)])
     assert json.loads(out) == remote
     assert code == (1 if mode == "enforce" else 0)
+
+
+# -- real-world payloads ------------------------------------------------------------------
+
+SHA = hash_email("jane.doe@example.com")
+REAL_WORLD = {
+    "Google docs purchase with items, custom item params and session params": {
+        "client_id": "1857116524.1675709798",
+        "user_id": "crm-0042",
+        "timestamp_micros": str(NOW_US - 3_600_000_000),
+        "non_personalized_ads": False,
+        "consent": {"ad_user_data": "GRANTED", "ad_personalization": "DENIED"},
+        "user_properties": {"customer_tier": {"value": "premium"}, "ltv": {"value": 1250.5}},
+        "user_location": {
+            "city": "Mountain View",
+            "region_id": "US-CA",
+            "country_id": "US",
+            "subcontinent_id": "021",
+            "continent_id": "019",
+        },
+        "ip_override": "203.0.113.7",
+        "device": {
+            "category": "mobile",
+            "language": "en",
+            "screen_resolution": "1280x2856",
+            "operating_system": "Android",
+            "operating_system_version": "14",
+            "model": "Pixel 9 Pro",
+            "brand": "Google",
+            "browser": "Chrome",
+            "browser_version": "136.0.7103.60",
+        },
+        "user_agent": "Mozilla/5.0 (Linux; Android 14) Chrome/136.0 Mobile Safari/537.36",
+        "events": [
+            {
+                "name": "purchase",
+                "params": {
+                    "transaction_id": "12345678901",  # numeric order id, not a phone
+                    "value": 30.03,
+                    "currency": "USD",
+                    "tax": 4.90,
+                    "shipping": 5.99,
+                    "coupon": "SUMMER_FUN",
+                    "session_id": "1675709798",
+                    "engagement_time_msec": 100,
+                    "order_date": "2026-11-20",
+                    "ship_by": "11-22-2026",
+                    "items": [
+                        {
+                            "item_id": "SKU_12345",
+                            "item_name": "Tee 'Meet me @ the beach'",
+                            "affiliation": "Google Merchandise Store",
+                            "item_brand": "Google",
+                            "item_category": "Apparel",
+                            "item_variant": "green",
+                            "price": 10.01,
+                            "quantity": 3,
+                            "item_image": "https://cdn.example.com/tee@2x.png",
+                            "item_sku": "112-1234567-1234567",
+                        }
+                    ],
+                },
+            }
+        ],
+    },
+    "Google docs user_data with hashed fields and address array": {
+        "client_id": "GA1.1.1857116524.1675709798",
+        "user_id": "crm-0042",
+        "user_data": {
+            "sha256_email_address": [SHA, SHA],
+            "sha256_phone_number": [SHA],
+            "address": [
+                {
+                    "sha256_first_name": SHA,
+                    "sha256_last_name": SHA,
+                    "sha256_street": SHA,
+                    "city": "mountain view",
+                    "region": "ca",
+                    "postal_code": "94043",
+                    "country": "US",
+                }
+            ],
+        },
+        "events": [
+            {
+                "name": "close_convert_lead",
+                "params": {"value": 1250, "currency": "EUR", "session_id": 1675709798},
+            }
+        ],
+    },
+    "app stream with app_instance_id and a single user_data email": {
+        "app_instance_id": "cbd7e6f2b1f9413a8d7e5f8c2a1b3c4d",
+        "user_data": {"sha256_email_address": SHA},
+        "events": [{"name": "qualify_lead", "params": {"lead_status": "Working - Contacted"}}],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_WORLD))
+def test_real_world_payloads_are_clean_in_both_modes(name: str) -> None:
+    for mode in Mode:
+        assert validate_payload(REAL_WORLD[name], mode=mode, now=NOW) == [], mode
+
+
+# -- raw bodies: what only the bytes can break ---------------------------------------------
+
+BODY_CASES = [
+    ("duplicate_key", b'{"client_id":"1.2","client_id":"3.4","events":[{"name":"a"}]}'),
+    ("duplicate_key", b'{"client_id":"1.2","events":[{"name":"a","params":{"v":1,"v":2}}]}'),
+    (
+        "validation_behavior",
+        b'{"client_id":"1.2","validation_behavior":"enforce","events":[{"name":"a"}]}',
+    ),
+]
+
+
+def test_every_body_rule_has_a_case() -> None:
+    assert {rule for rule, _ in BODY_CASES} == set(BODY_RULES)
+
+
+@pytest.mark.parametrize("rule,raw", BODY_CASES)
+def test_body_rules_report_in_both_modes(rule: str, raw: bytes) -> None:
+    for mode in Mode:
+        _, messages = validate_body(raw, mode=mode, now=NOW)
+        assert messages and messages[0].rule == rule
+        assert (messages[0].fieldPath, messages[0].validationCode) == ("", "VALUE_INVALID")
+
+
+def test_body_size_is_that_of_the_bytes_sent_not_a_re_encoding() -> None:
+    compact = json.dumps(base(), separators=(",", ":")).encode()
+    padded = compact[:-1] + b" " * (MAX_BODY_BYTES - len(compact)) + b"}"
+    assert len(padded) == MAX_BODY_BYTES
+    _, messages = validate_body(padded, mode=Mode.RELAXED, now=NOW)
+    assert [m.rule for m in messages] == ["body_size"]
+    _, messages = validate_body(padded[:-2] + b"}", mode=Mode.RELAXED, now=NOW)
+    assert messages == []
+
+
+@pytest.mark.parametrize(
+    "raw,why",
+    [
+        (b"", "Expecting value"),
+        (b"   \n", "Expecting value"),
+        (b'{"client_id":"1.2","events":[{"name":"a","params":{"v":NaN}}]}', "NaN"),
+        (b'{"client_id":"1.2","events":[{"name":"a","params":{"v":-Infinity}}]}', "Infinity"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"timestamp_micros":' + b"9" * 5000 + b"}", "4300 digits"),
+        (b"\xff\xfe{\x00}\x00", "utf-8"),
+    ],
+)
+def test_not_json_bodies_raise_not_json(raw: bytes, why: str) -> None:
+    with pytest.raises(NotJson, match=why):
+        validate_body(raw, mode=None, now=NOW)
+
+
+# -- hostile input through the CLI: never a traceback, exit codes per contract -------------
+
+HOSTILE = [
+    ("empty body", b"", 2, None),
+    ("top-level array", b'[{"client_id":"1.2","events":[{"name":"a"}]}]', 1, "VALUE_INVALID"),
+    ("top-level null", b"null", 1, "VALUE_INVALID"),
+    ("top-level string", b'"hello"', 1, "VALUE_INVALID"),
+    ("events not a list", b'{"client_id":"1.2","events":{"name":"a"}}', 1, "VALUE_REQUIRED"),
+    ("zero events", b'{"client_id":"1.2","events":[]}', 1, "VALUE_REQUIRED"),
+    ("non-object events", b'{"client_id":"1.2","events":[1,"a",null,[]]}', 1, "VALUE_INVALID"),
+    (
+        "null everywhere",
+        b'{"client_id":null,"user_id":null,"timestamp_micros":null,"user_properties":null,'
+        b'"consent":null,"user_data":null,"events":null}',
+        1,
+        "VALUE_REQUIRED",
+    ),
+    (
+        "nulls inside",
+        b'{"client_id":"1.2","user_data":{"sha256_email_address":[null],'
+        b'"sha256_phone_number":5,"address":[null,5]},'
+        b'"events":[{"name":"a","params":{"items":null,"x":null}}]}',
+        1,
+        "VALUE_INVALID",
+    ),
+    ("NaN literal", b'{"client_id":"1.2","events":[{"name":"a","params":{"v":NaN}}]}', 2, None),
+    ("deeply nested", b'{"events":' + b"[" * 50_000 + b"]" * 50_000 + b"}", 2, None),
+    (
+        "huge file",
+        json.dumps(
+            {"client_id": "1.2", "events": [{"name": "a", "params": {"x": "y" * 2_000_000}}]}
+        ).encode(),
+        1,
+        "VALUE_OUT_OF_BOUNDS",
+    ),
+    ("duplicate keys", b'{"client_id":"1.2","client_id":"x","events":[{"name":"a"}]}', 1, None),
+    (
+        "numbers as strings",
+        b'{"client_id":"1.2","timestamp_micros":"1","events":[{"name":"a",'
+        b'"params":{"value":"10","currency":"USD"}}]}',
+        0,
+        None,
+    ),
+    (
+        "unicode names",
+        '{"client_id":"1.2","events":[{"name":"événement"}]}'.encode(),
+        1,
+        "NAME_INVALID",
+    ),
+    (
+        "lone surrogate echoed in a description",
+        b'{"client_id":"1.2","events":[{"name":"a","params":{"\\ud800":"x"}}]}',
+        1,
+        "NAME_INVALID",
+    ),
+    (
+        "1e400 overflows to infinity",
+        b'{"client_id":"1.2","events":[{"name":"a","params":{"v":1e400}}]}',
+        1,
+        "VALUE_INVALID",
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("label,raw,exit_code,first_code", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_cli_survives_hostile_input(
+    tmp_path: Path, label: str, raw: bytes, exit_code: int, first_code: str | None
+) -> None:
+    path = tmp_path / "body.json"
+    path.write_bytes(raw)
+    result = CliRunner().invoke(main, ["ga4", "validate", str(path), "--mode", "relaxed"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    if exit_code == 2:
+        assert "is not JSON" in result.output
+        return
+    shown = json.loads(result.output)["validationMessages"]
+    assert len(shown) == (1 if exit_code else 0)
+    if first_code:
+        assert shown[0]["validationCode"] == first_code
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[1, 2]",
+        b'{"client_id":"1.2","client_id":"x","events":[{"name":"a"}]}',
+        b'{"client_id":"1.2","validation_behavior":"ENFORCE_RECOMMENDATIONS",'
+        b'"events":[{"name":"a","params":{"n":"+44 20 7123 4567"}}]}',
+    ],
+)
+def test_sandbox_debug_endpoint_agrees_on_odd_bodies(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "body.json"
+    path.write_bytes(raw)
+    server = serve_ga4(Ga4Sandbox())
+    try:
+        remote = requests.post(f"{server.url}/debug/mp/collect", data=raw, timeout=5)
+    finally:
+        server.stop()
+    assert remote.status_code == 200
+    code, out = _validate([str(path)])
+    assert json.loads(out) == remote.json()
+    assert code == 1

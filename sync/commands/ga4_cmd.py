@@ -14,7 +14,7 @@ from typing import IO
 
 import click
 
-from sync.ga4.rules import Mode, debug_response, validate_payload
+from sync.ga4.rules import Mode, NotJson, debug_response, validate_body
 
 MODES = {"relaxed": Mode.RELAXED, "enforce": Mode.ENFORCE}
 
@@ -36,20 +36,16 @@ def ga4() -> None:
 def validate(file: IO[bytes], mode: str | None) -> None:
     """Validate a Measurement Protocol body (FILE, or - for stdin) like /debug/mp/collect."""
     try:
-        # GA4 reads the body as UTF-8; a BOM from a Windows editor is forgiven.
-        payload = json.loads(file.read().decode("utf-8-sig"))
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+        _, messages = validate_body(
+            file.read(), mode=MODES[mode] if mode else None, now=datetime.now(UTC)
+        )
+    except NotJson as exc:
         click.echo(f"error: {file.name} is not JSON: {exc}", err=True)
         sys.exit(2)
-    chosen = MODES[mode] if mode else _payload_mode(payload)
-    if isinstance(payload, dict):
-        payload = {k: v for k, v in payload.items() if k != "validation_behavior"}
-    messages = validate_payload(payload, mode=chosen, now=datetime.now(UTC))
-    click.echo(json.dumps(debug_response(messages), indent=2, ensure_ascii=False))
+    text = json.dumps(debug_response(messages), indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from the input, echoed in a description
+        text = json.dumps(debug_response(messages), indent=2)
+    click.echo(text)
     sys.exit(1 if messages else 0)
-
-
-def _payload_mode(payload: object) -> Mode:
-    if isinstance(payload, dict) and payload.get("validation_behavior") == Mode.ENFORCE.value:
-        return Mode.ENFORCE
-    return Mode.RELAXED

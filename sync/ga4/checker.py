@@ -6,12 +6,12 @@ rules are and which mode applies them, this module finds where a payload breaks 
 
 from __future__ import annotations
 
-import json
+import re
 from datetime import datetime
 from typing import Any
 
 from sync.clock import to_micros
-from sync.ga4.event_checks import EventChecks, is_number
+from sync.ga4.event_checks import EventChecks, is_number, show
 from sync.ga4.identity import looks_like_email, looks_like_phone, strip_cookie_prefix
 from sync.ga4.rules import (
     ADDRESS_KEYS,
@@ -41,13 +41,16 @@ from sync.ga4.rules import (
     encoded_size,
 )
 
+INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
+
 
 class PayloadChecker(EventChecks):
     """Walks one payload and collects problems of the rules the mode applies."""
 
-    def __init__(self, mode: Mode, now: datetime) -> None:
+    def __init__(self, mode: Mode, now: datetime, body_bytes: int | None = None) -> None:
         self.enforce = mode == Mode.ENFORCE
         self.now_us = to_micros(now)
+        self.body_bytes = body_bytes
         self.out: list[ValidationMessage] = []
 
     def add(self, rule: str, path: str, description: str, code: str) -> None:
@@ -62,7 +65,10 @@ class PayloadChecker(EventChecks):
         for key in payload:
             if key not in TOP_LEVEL_KEYS:
                 self.add(
-                    "unknown_field", "", f"{PARSE_ERROR} {key}: Cannot find field.", "VALUE_INVALID"
+                    "unknown_field",
+                    "",
+                    f"{PARSE_ERROR} {show(key)}: Cannot find field.",
+                    "VALUE_INVALID",
                 )
         self.ids(payload)
         if payload.get("timestamp_micros") is not None:
@@ -88,7 +94,18 @@ class PayloadChecker(EventChecks):
                 )
             for i, event in enumerate(events):
                 self.event(i, event)
-        size = encoded_size(payload)
+        try:
+            size = encoded_size(payload)
+        except UnicodeEncodeError as exc:
+            self.add(
+                "unicode",
+                "",
+                f"{PARSE_ERROR} Invalid UTF-8: a string holds a lone surrogate "
+                f"[\\u{ord(exc.object[exc.start]):04x}].",
+                "VALUE_INVALID",
+            )
+            return
+        size = self.body_bytes if self.body_bytes is not None else size
         if size >= MAX_BODY_BYTES:
             self.add(
                 "body_size",
@@ -107,14 +124,14 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "client_id_type",
                     "client_id",
-                    f"client_id [{cid}] must be a non-empty string.",
+                    f"client_id [{show(cid)}] must be a non-empty string.",
                     "VALUE_INVALID",
                 )
             elif not CLIENT_ID.match(strip_cookie_prefix(cid)):
                 self.add(
                     "client_id_format",
                     "client_id",
-                    f"client_id [{cid}] has invalid format. "
+                    f"client_id [{show(cid)}] has invalid format. "
                     "It should be in <number>.<number> format.",
                     "VALUE_INVALID",
                 )
@@ -141,11 +158,12 @@ class PayloadChecker(EventChecks):
 
     def timestamp(self, ts: Any, path: str, where: str = "Measurement") -> None:
         if not isinstance(ts, int) or isinstance(ts, bool):
-            if not (isinstance(ts, str) and ts.isdigit()):
+            # int64 in JSON may be a string ("1700000000000000"), ASCII digits only.
+            if not (isinstance(ts, str) and INT64_TEXT.fullmatch(ts)):
                 self.add(
                     "timestamp_type",
                     path,
-                    f"{where} {path} [{ts}] must be an integer.",
+                    f"{where} {path} [{show(ts)}] must be an integer.",
                     "VALUE_INVALID",
                 )
                 return
@@ -197,7 +215,7 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "user_property_name",
                     path,
-                    f"User property has invalid name [{name}]. Names must start with an "
+                    f"User property has invalid name [{show(name)}]. Names must start with an "
                     "alphabetic character.",
                     "NAME_INVALID",
                 )
@@ -205,7 +223,7 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "user_property_name_length",
                     path,
-                    f"User property name [{name}] is longer than [{MAX_USER_PROPERTY_NAME}] "
+                    f"User property name [{show(name)}] is longer than [{MAX_USER_PROPERTY_NAME}] "
                     "characters.",
                     "VALUE_OUT_OF_BOUNDS",
                 )
@@ -215,14 +233,14 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "user_property_reserved",
                     path,
-                    f"User property has name [{name}] which is reserved.",
+                    f"User property has name [{show(name)}] which is reserved.",
                     "NAME_RESERVED",
                 )
             if not isinstance(body, dict) or "value" not in body:
                 self.add(
                     "user_properties_type",
                     path,
-                    f"User property [{name}] must be an object with a value.",
+                    f"User property [{show(name)}] must be an object with a value.",
                     "VALUE_REQUIRED",
                 )
                 continue
@@ -233,7 +251,7 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "user_property_value",
                     path,
-                    f"User property [{name}] has invalid value [{json.dumps(value)}]. "
+                    f"User property [{show(name)}] has invalid value [{show(value)}]. "
                     "Values must be strings or numbers.",
                     "VALUE_INVALID",
                 )
@@ -241,7 +259,7 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "user_property_length",
                     path,
-                    f"User property [{name}] value is longer than "
+                    f"User property [{show(name)}] value is longer than "
                     f"[{MAX_USER_PROPERTY_VALUE}] characters.",
                     "VALUE_OUT_OF_BOUNDS",
                 )
@@ -249,7 +267,7 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "pii",
                     path,
-                    f"User property [{name}] looks like an email address or phone "
+                    f"User property [{show(name)}] looks like an email address or phone "
                     "number; GA4 forbids PII.",
                     "VALUE_INVALID",
                 )
@@ -260,7 +278,7 @@ class PayloadChecker(EventChecks):
             self.add(
                 "non_personalized_ads",
                 "non_personalized_ads",
-                f"non_personalized_ads [{npa}] must be true or false.",
+                f"non_personalized_ads [{show(npa)}] must be true or false.",
                 "VALUE_INVALID",
             )
         consent = payload.get("consent")
@@ -274,14 +292,14 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "unknown_field",
                     "",
-                    f"{PARSE_ERROR} (consent) {key}: Cannot find field.",
+                    f"{PARSE_ERROR} (consent) {show(key)}: Cannot find field.",
                     "VALUE_INVALID",
                 )
             elif value not in ("GRANTED", "DENIED"):
                 self.add(
                     "consent",
                     "consent",
-                    f"consent.{key} [{value}] must be GRANTED or DENIED.",
+                    f"consent.{key} [{show(value)}] must be GRANTED or DENIED.",
                     "VALUE_INVALID",
                 )
 
@@ -301,15 +319,15 @@ class PayloadChecker(EventChecks):
                 self.add(
                     "unknown_field",
                     "",
-                    f"{PARSE_ERROR} (user_data) {key}: Cannot find field.",
+                    f"{PARSE_ERROR} (user_data) {show(key)}: Cannot find field.",
                     "VALUE_INVALID",
                 )
         for key, limit in (
             ("sha256_email_address", MAX_HASHED_EMAILS),
             ("sha256_phone_number", MAX_HASHED_PHONES),
         ):
-            values = data.get(key)
-            values = [values] if isinstance(values, str) else values or []
+            raw = data.get(key)
+            values = [] if raw is None else raw if isinstance(raw, list) else [raw]
             if len(values) > limit:
                 self.add(
                     "user_data_count",
@@ -319,8 +337,8 @@ class PayloadChecker(EventChecks):
                 )
             for v in values:
                 self._hashed(f"user_data.{key}", v)
-        addresses = data.get("address") or []
-        addresses = [addresses] if isinstance(addresses, dict) else addresses
+        raw = data.get("address")
+        addresses = [] if raw is None else raw if isinstance(raw, list) else [raw]
         if len(addresses) > MAX_ADDRESSES:
             self.add(
                 "user_data_count",
@@ -331,21 +349,35 @@ class PayloadChecker(EventChecks):
             )
         for address in addresses:
             if not isinstance(address, dict):
+                self.add(
+                    "unknown_field",
+                    "",
+                    f"{PARSE_ERROR} user_data.address: Expected an object, got [{show(address)}].",
+                    "VALUE_INVALID",
+                )
                 continue
             for key, value in address.items():
                 if key not in ADDRESS_KEYS:
                     self.add(
                         "unknown_field",
                         "",
-                        f"{PARSE_ERROR} (user_data.address) {key}: Cannot find field.",
+                        f"{PARSE_ERROR} (user_data.address) {show(key)}: Cannot find field.",
                         "VALUE_INVALID",
                     )
                 elif key.startswith("sha256_"):
                     self._hashed(f"user_data.address.{key}", value)
+                elif not isinstance(value, str):
+                    self.add(
+                        "unknown_field",
+                        "",
+                        f"{PARSE_ERROR} (user_data.address) {show(key)}: Expected a string, got "
+                        f"[{show(value)}].",
+                        "VALUE_INVALID",
+                    )
 
     def _hashed(self, where: str, value: Any) -> None:
         if not (isinstance(value, str) and SHA256_HEX.match(value)):
-            shown = "a raw value" if isinstance(value, str) else json.dumps(value)
+            shown = "a raw value" if isinstance(value, str) else show(value)
             self.add(
                 "user_data_hashed",
                 "user_data",

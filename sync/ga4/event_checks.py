@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sync.ga4.identity import looks_like_email, looks_like_phone
@@ -24,7 +25,22 @@ from sync.ga4.rules import (
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """JSON numbers GA4 can store: not booleans, not NaN/Infinity (pandas' empty cell)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value for a message: JSON for non-strings, cut short so a 20 MB value stays readable."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (RecursionError, ValueError):
+            text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class EventChecks:
@@ -46,7 +62,7 @@ class EventChecks:
                 self.add(
                     "unknown_field",
                     "",
-                    f"{PARSE_ERROR} (events[{i}]) {key}: Cannot find field.",
+                    f"{PARSE_ERROR} (events[{i}]) {show(key)}: Cannot find field.",
                     "VALUE_INVALID",
                 )
         name = event.get("name")
@@ -56,21 +72,22 @@ class EventChecks:
             self.add(
                 "event_name",
                 "events",
-                f"{at} has invalid name [{name}]. Names must start with an alphabetic character.",
+                f"{at} has invalid name [{show(name)}]. Names must start with an alphabetic "
+                "character.",
                 "NAME_INVALID",
             )
         elif len(name) > MAX_NAME:
             self.add(
                 "event_name_length",
                 "events",
-                f"{at} has name [{name}] which is longer than [{MAX_NAME}] characters.",
+                f"{at} has name [{show(name)}] which is longer than [{MAX_NAME}] characters.",
                 "VALUE_OUT_OF_BOUNDS",
             )
         elif name in RESERVED_EVENTS:
             self.add(
                 "event_name_reserved",
                 "events",
-                f"{at} has name [{name}] which is reserved.",
+                f"{at} has name [{show(name)}] which is reserved.",
                 "NAME_RESERVED",
             )
         if event.get("timestamp_micros") is not None:
@@ -100,7 +117,7 @@ class EventChecks:
             self.add(
                 "param_name",
                 path,
-                f"{at} has invalid param name [{pname}]. Names must start with an "
+                f"{at} has invalid param name [{show(pname)}]. Names must start with an "
                 "alphabetic character.",
                 "NAME_INVALID",
             )
@@ -108,14 +125,15 @@ class EventChecks:
             self.add(
                 "param_name_length",
                 path,
-                f"{at} has param name [{pname}] which is longer than [{MAX_NAME}] characters.",
+                f"{at} has param name [{show(pname)}] which is longer than [{MAX_NAME}] "
+                "characters.",
                 "VALUE_OUT_OF_BOUNDS",
             )
         if pname in RESERVED_PARAMS or pname.startswith(RESERVED_PARAM_PREFIXES):
             self.add(
                 "param_reserved",
                 path,
-                f"{at} has param name [{pname}] which is reserved.",
+                f"{at} has param name [{show(pname)}] which is reserved.",
                 "NAME_RESERVED",
             )
         if pname == "items":
@@ -125,7 +143,7 @@ class EventChecks:
             self.add(
                 "param_scalar",
                 path,
-                f"{at} has param [{pname}] with invalid value [{json.dumps(value)}]. "
+                f"{at} has param [{show(pname)}] with invalid value [{show(value)}]. "
                 "Values must be strings or numbers.",
                 "VALUE_INVALID",
             )
@@ -133,7 +151,7 @@ class EventChecks:
             self.add(
                 "param_value_length",
                 path,
-                f"{at} has param [{pname}] with a value longer than [{MAX_PARAM_VALUE}] "
+                f"{at} has param [{show(pname)}] with a value longer than [{MAX_PARAM_VALUE}] "
                 "characters.",
                 "VALUE_OUT_OF_BOUNDS",
             )
@@ -141,7 +159,7 @@ class EventChecks:
             self.add(
                 "pii",
                 path,
-                f"{at} has param [{pname}] that looks like an email address or phone "
+                f"{at} has param [{show(pname)}] that looks like an email address or phone "
                 "number; GA4 forbids PII.",
                 "VALUE_INVALID",
             )
@@ -167,7 +185,7 @@ class EventChecks:
                     "VALUE_INVALID",
                 )
                 continue
-            if not (item.get("item_id") or item.get("item_name")):
+            if all(item.get(k) in (None, "") for k in ("item_id", "item_name")):
                 self.add(
                     "item_id_or_name",
                     path,
@@ -184,12 +202,20 @@ class EventChecks:
                     "EXCEEDED_MAX_ENTITIES",
                 )
             for key, value in item.items():
-                if isinstance(value, dict | list) or value is None:
+                if not (isinstance(value, str) or is_number(value)):
                     self.add(
                         "param_scalar",
                         path,
-                        f"{at} item at index [{j}] has [{key}] with invalid value "
-                        f"[{json.dumps(value)}].",
+                        f"{at} item at index [{j}] has [{show(key)}] with invalid value "
+                        f"[{show(value)}].",
+                        "VALUE_INVALID",
+                    )
+                elif looks_like_email(value) or looks_like_phone(value):
+                    self.add(
+                        "pii",
+                        path,
+                        f"{at} item at index [{j}] has [{show(key)}] that looks like an email "
+                        "address or phone number; GA4 forbids PII.",
                         "VALUE_INVALID",
                     )
 
@@ -200,7 +226,7 @@ class EventChecks:
                 self.add(
                     "value_number",
                     path,
-                    f"{at} has param [value] [{params['value']}] which is not a number.",
+                    f"{at} has param [value] [{show(params['value'])}] which is not a number.",
                     "VALUE_INVALID",
                 )
             if "currency" not in params:
@@ -216,7 +242,7 @@ class EventChecks:
             self.add(
                 "currency_code",
                 path,
-                f"{at} has currency [{cur}] which is not an uppercase ISO 4217 code.",
+                f"{at} has currency [{show(cur)}] which is not an uppercase ISO 4217 code.",
                 "VALUE_INVALID",
             )
         tid = params.get("transaction_id")

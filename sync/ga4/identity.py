@@ -5,11 +5,26 @@ from __future__ import annotations
 import hashlib
 import re
 
-_CLIENT_ID = re.compile(r"^\d+\.\d+$")
-_COOKIE = re.compile(r"^GA\d+\.\d+\.(\d+\.\d+)$", re.IGNORECASE)
-EMAIL_LIKE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-PHONE_LIKE = re.compile(r"^\s*\+?[\d\s().-]{7,20}\s*$")
-ISO_DATE = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
+_CLIENT_ID = re.compile(r"[0-9]+\.[0-9]+")
+_COOKIE = re.compile(r"GA[0-9]+\.[0-9]+\.([0-9]+\.[0-9]+)", re.IGNORECASE)
+EMAIL_LIKE = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.([^\W\d_]{2,})")
+FILE_EXTENSIONS = frozenset(
+    "png jpg jpeg gif svg webp avif bmp ico tif tiff pdf css js html htm php json xml txt".split()  # noqa: SIM905
+)
+"""`logo@2x.png` matches the email shape; no email domain ends in an image or file type."""
+_PHONE_CHARS = re.compile(r"\+?[0-9 ().\-]{7,25}")
+_PLUS_PHONE = re.compile(r"\+ ?[0-9][0-9 ().\-]*")
+_AREA_CODE = re.compile(r"\(\s*[0-9]{1,5}\s*\)")
+_GROUP_SEP = re.compile(r"[ .\-]")
+_DATE_SHAPES = re.compile(
+    r"[0-9]{4}[-./ ][0-9]{1,2}[-./ ][0-9]{1,2}"  # 2026-03-01, 2026.03.01
+    r"|[0-9]{1,2}[-./ ][0-9]{1,2}[-./ ][0-9]{2,4}"  # 01-03-2026, 03.01.26
+)
+_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_LOCAL_NUMBER = re.compile(r"[0-9]{3}[ \-][0-9]{4}")
+"""`555-0199`: a number without its area code is still a phone (`123.4567` is an amount)."""
+_DOTTED_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(?:\.[0-9]{3})+")
+"""`1.234.567` is an amount written the European way, not a phone."""
 
 
 def normalize_client_id(raw: object) -> str | None:
@@ -19,25 +34,50 @@ def normalize_client_id(raw: object) -> str | None:
     if isinstance(raw, float):
         return None  # a float has lost digits already; a client id is never a number
     text = str(raw).strip()
-    m = _COOKIE.match(text)
+    m = _COOKIE.fullmatch(text)
     if m:
         text = m.group(1)
-    return text if _CLIENT_ID.match(text) else None
+    return text if _CLIENT_ID.fullmatch(text) else None
 
 
 def looks_like_email(value: object) -> bool:
-    return isinstance(value, str) and bool(EMAIL_LIKE.search(value))
+    """`name@domain.tld` anywhere in the text (a URL or a note can carry one too)."""
+    if not isinstance(value, str):
+        return False
+    return any(m.group(1).lower() not in FILE_EXTENSIONS for m in EMAIL_LIKE.finditer(value))
 
 
 def looks_like_phone(value: object) -> bool:
-    """Phone-shaped strings: 7+ digits with phone punctuation, not plain ids or amounts."""
-    if not isinstance(value, str) or not PHONE_LIKE.match(value):
+    """Phone-shaped text, tuned so real conversions are not blocked.
+
+    A phone number is refused when it is written the way people write phones: an
+    international `+` prefix (`+44 20 7123 4567`), an area code in brackets
+    (`(555) 010-9999`), three or more digit groups (`555-010-9999`, `020 7123 4567`), a
+    local number (`555-0199`), or a trunk `0` and two groups (`07911 123456`). Plain digit
+    runs (`006000000000123`, order and CRM ids), two-group ids (`2024-000123`), dates
+    (`2026-03-01`, `03-01-2026`), IPv4 addresses and amounts (`1250.00`, `123.4567`,
+    `-1234567`, `1.234.567`) are not phones.
+    """
+    if not isinstance(value, str):
         return False
-    if ISO_DATE.match(value):
-        return False  # 2026-03-01 has 8 digits and dashes, but it is a date
-    digits = re.sub(r"\D", "", value)
-    has_phone_punct = any(c in value for c in "+ ()-")
-    return 7 <= len(digits) <= 15 and has_phone_punct
+    text = value.strip()
+    if not _PHONE_CHARS.fullmatch(text):
+        return False
+    digits = re.sub(r"[^0-9]", "", text)
+    if not 7 <= len(digits) <= 15:
+        return False
+    if _PLUS_PHONE.fullmatch(text) or _AREA_CODE.search(text):
+        return True
+    if any(p.fullmatch(text) for p in (_DATE_SHAPES, _IPV4, _DOTTED_THOUSANDS)):
+        return False
+    groups = [g for g in _GROUP_SEP.split(text) if g]
+    if not all(g.isdigit() for g in groups):
+        return False
+    if len(groups) >= 3:
+        return True
+    if len(groups) == 2 and _LOCAL_NUMBER.fullmatch(text):
+        return True
+    return len(groups) == 2 and text.startswith("0") and len(digits) >= 9
 
 
 def _sha256(text: str) -> str:
@@ -98,7 +138,7 @@ def normalize_postal_code(code: str) -> str:
 def normalize_country(country: str) -> str | None:
     """ISO 3166-1 alpha-2 (`US`); None when it is not two letters."""
     text = country.strip().upper()
-    return text if re.fullmatch(r"[A-Z]{2}", text) else None
+    return text if re.fullmatch(r"[A-Z]{2}", text, re.ASCII) else None
 
 
 def address_user_data(
@@ -132,5 +172,5 @@ def address_user_data(
 
 def strip_cookie_prefix(cid: str) -> str:
     """`GA1.1.123.456` -> `123.456`; anything else unchanged (the validator judges it)."""
-    m = _COOKIE.match(cid.strip())
+    m = _COOKIE.fullmatch(cid.strip())
     return m.group(1) if m else cid

@@ -40,10 +40,11 @@ MAX_ADDRESSES = 2
 BACKDATE_WINDOW = timedelta(hours=72)
 FUTURE_TOLERANCE = timedelta(minutes=1)
 
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-CLIENT_ID = re.compile(r"^\d+\.\d+$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-CURRENCY = re.compile(r"^[A-Z]{3}$")
+# \Z, not $: `$` also matches before a trailing newline, and "purchase\n" is not a name.
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\Z")
+CLIENT_ID = re.compile(r"^[0-9]+\.[0-9]+\Z")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
+CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 
 RESERVED_EVENTS = frozenset(
     """ad_activeview ad_click ad_exposure ad_query ad_reward adunit_exposure app_clear_data
@@ -151,8 +152,19 @@ RULES: dict[str, Rule] = {
         Rule("transaction_id_empty", True, "purchase transaction_id is never empty"),
         Rule("pii", True, "no email address or phone number in params, properties, user_id"),
         Rule("body_size", False, f"body smaller than {MAX_BODY_BYTES:,} bytes"),
+        Rule("unicode", False, "strings are valid Unicode (no lone UTF-16 surrogates)"),
     )
 }
+
+BODY_RULES: dict[str, Rule] = {
+    r.id: r
+    for r in (
+        Rule("duplicate_key", False, "no JSON object has the same key twice"),
+        Rule("validation_behavior", False, "validation_behavior is RELAXED or ENFORCE_..."),
+    )
+}
+"""Rules only the raw body can break (a parsed dict has lost its duplicate keys); applied by
+`validate_body`, so by `ga4sync ga4 validate` and the sandbox's /debug/mp/collect."""
 
 
 @dataclass(frozen=True)
@@ -176,14 +188,99 @@ def debug_response(messages: list[ValidationMessage]) -> dict[str, Any]:
     return {"validationMessages": [m.as_dict() for m in messages[:1]]}
 
 
-def validate_payload(payload: Any, *, mode: Mode, now: datetime) -> list[ValidationMessage]:
-    """Every problem, in Google's order of discovery; callers show the first like Google does."""
+def validate_payload(
+    payload: Any, *, mode: Mode, now: datetime, body_bytes: int | None = None
+) -> list[ValidationMessage]:
+    """Every problem, in Google's order of discovery; callers show the first like Google does.
+
+    `body_bytes` is the size of the body as it will be (or was) sent; without it the size is
+    that of the compact UTF-8 encoding ga4sync sends.
+    """
     from sync.ga4.checker import PayloadChecker  # the walker imports this module's tables
 
-    check = PayloadChecker(mode, now)
+    check = PayloadChecker(mode, now, body_bytes)
     check.payload(payload)
     return check.out
 
 
 def encoded_size(payload: Any) -> int:
+    """Bytes of the compact UTF-8 JSON; raises UnicodeEncodeError on a lone surrogate."""
     return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+class NotJson(ValueError):
+    """The body cannot be read as JSON at all (Google answers a bare parse error)."""
+
+
+@dataclass(frozen=True)
+class ParsedBody:
+    payload: Any
+    size: int
+    duplicate_keys: list[str]
+
+
+def _no_constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON value (JSON has no NaN or Infinity)")
+
+
+def parse_body(raw: bytes) -> ParsedBody:
+    """Read a request body the way GA4 does: UTF-8 JSON, strictly (no NaN/Infinity).
+
+    Python's json would accept `NaN` and silently keep the last of two duplicate keys; GA4's
+    parser accepts neither, so NaN is not JSON here and duplicates are reported.
+    """
+    text_bytes = raw.removeprefix(b"\xef\xbb\xbf")  # a Windows editor's BOM is forgiven
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append(key)
+            out[key] = value
+        return out
+
+    try:
+        text = text_bytes.decode("utf-8")
+        payload = json.loads(text, object_pairs_hook=pairs, parse_constant=_no_constant)
+    except RecursionError:
+        raise NotJson("it is nested too deeply") from None
+    except NotJson:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, 4300-digit integers
+        if "integer string conversion" in str(exc):
+            raise NotJson("a number has more than 4300 digits") from None
+        raise NotJson(str(exc)) from None
+    return ParsedBody(payload, len(text_bytes), duplicates)
+
+
+def validate_body(
+    raw: bytes, *, mode: Mode | None, now: datetime
+) -> tuple[Mode, list[ValidationMessage]]:
+    """Validate a raw request body like /debug/mp/collect; NotJson when it is not JSON.
+
+    Without `mode`, the body's own `validation_behavior` chooses, else RELAXED (Google's way).
+    """
+    body = parse_body(raw)
+    payload = body.payload
+    out = [
+        ValidationMessage(
+            "", f"{PARSE_ERROR} Duplicate field [{key}].", "VALUE_INVALID", "duplicate_key"
+        )
+        for key in body.duplicate_keys
+    ]
+    behaviour = payload.get("validation_behavior") if isinstance(payload, dict) else None
+    if behaviour is not None and behaviour not in {m.value for m in Mode}:
+        out.append(
+            ValidationMessage(
+                "",
+                f"{PARSE_ERROR} validation_behavior [{behaviour}]: must be RELAXED or "
+                f"{Mode.ENFORCE.value}.",
+                "VALUE_INVALID",
+                "validation_behavior",
+            )
+        )
+    chosen = mode or (Mode.ENFORCE if behaviour == Mode.ENFORCE.value else Mode.RELAXED)
+    if isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k != "validation_behavior"}
+    return chosen, out + validate_payload(payload, mode=chosen, now=now, body_bytes=body.size)
