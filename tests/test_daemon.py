@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from sandbox.ga4 import Faults
 from sandbox.generator import OpportunityGenerator
 from sandbox.runner import SandboxEnvironment
+from sandbox.salesforce import SERVER_UNAVAILABLE
 from state.store import StateStore
 from sync.cli import main
 from sync.config import load_config
@@ -239,6 +240,27 @@ def test_daemon_runs_on_schedule_stops_on_sigterm_and_resumes(
                 settled(store) and len(store.list_outbox()) == len(expected_transitions(sandbox))
             ),
         )
+        # The CRM is down for several runs: the daemon goes on, /healthz turns 503 after 3
+        # intervals, `status` shows the CRM's error; once it is back, the moves made during
+        # the outage are picked up (the watermark did not move past them).
+        for _ in range(500):
+            sandbox.salesforce.fail(SERVER_UNAVAILABLE)
+        assert move(sandbox, gen, 3) > 0
+        wait_for("/healthz to fail", lambda: second.get("/healthz").status_code == 503)
+        assert second.get("/healthz").json()["stale"] == ["salesforce"]
+        assert second.proc.poll() is None
+        shown = CliRunner().invoke(main, ["--config", str(config), "status", "--format", "json"])
+        last_run = json.loads(shown.output)["connectors"][0]["last_run"]
+        assert last_run["result"] == "failed" and "SERVER_UNAVAILABLE" in last_run["error"]
+        sandbox.salesforce.faults.clear()
+        wait_for("/healthz to recover", lambda: second.get("/healthz").status_code == 200)
+        wait_for(
+            "the outage's moves",
+            lambda: (
+                settled(store) and len(store.list_outbox()) == len(expected_transitions(sandbox))
+            ),
+        )
+
         assert second.stop() == 0
         assert_nothing_lost_or_doubled(sandbox, store)
     finally:
