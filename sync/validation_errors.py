@@ -180,6 +180,11 @@ def validation_problems(
                 suggestion = _field_description(model, loc)
         elif kind == "value_error":
             rule = "value type"
+        elif kind == "string_too_long":
+            limit = (err.get("ctx") or {}).get("max_length", "")
+            msg = f"is {len(str(err.get('input')))} characters long; at most {limit}"
+            rule = "value length"
+            suggestion = "shorten it"
         elif kind in ("string_too_short", "too_short"):
             msg = "is empty" if kind == "string_too_short" else "the list is empty"
             rule = "required value"

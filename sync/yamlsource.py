@@ -8,7 +8,9 @@ eat the daemon's memory.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +81,14 @@ class YamlDocument:
 def load_yaml_file(path: str | Path) -> YamlDocument:
     p = Path(path)
     try:
-        size = p.stat().st_size
+        info = p.stat()
     except OSError as exc:
         raise YamlSourceError(str(path), 1, 1, f"cannot read file: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        # A named pipe or device would block the read forever (the daemon with it).
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe or device)"
+        raise YamlSourceError(str(path), 1, 1, f"this is {what}; name the .yaml file itself")
+    size = info.st_size
     if size > MAX_FILE_BYTES:
         raise YamlSourceError(
             str(path),
@@ -94,13 +101,14 @@ def load_yaml_file(path: str | Path) -> YamlDocument:
         raw = p.read_bytes()
     except OSError as exc:
         raise YamlSourceError(str(path), 1, 1, f"cannot read file: {exc.strerror}") from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    wide = _wide_encoding(raw)
+    if wide:
         raise YamlSourceError(
             str(path),
             1,
             1,
-            "file is saved as UTF-16 (it starts with a UTF-16 byte-order mark); "
-            "save it as UTF-8 (in most editors: Save As > Encoding > UTF-8)",
+            f"file is saved as {wide}; save it as UTF-8 (in most editors: Save As > "
+            "Encoding > UTF-8)",
         )
     try:
         text = raw.decode("utf-8-sig")
@@ -116,6 +124,18 @@ def load_yaml_file(path: str | Path) -> YamlDocument:
     doc = load_yaml_text(text, str(path))
     doc.sha256 = hashlib.sha256(raw).hexdigest()
     return doc
+
+
+def _wide_encoding(raw: bytes) -> str:
+    """`UTF-16`/`UTF-32` (how a person would name it) when the bytes are that, else ``."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32 (it starts with a UTF-32 byte-order mark)"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16 (it starts with a UTF-16 byte-order mark)"
+    head = raw[:4096]
+    if len(head) >= 4 and head.count(0) >= len(head) // 4:
+        return "UTF-16 or UTF-32 (it is full of zero bytes)"
+    return ""
 
 
 def load_yaml_text(text: str, path: str = "<string>") -> YamlDocument:
@@ -223,7 +243,8 @@ class _Builder:
                         key_node.start_mark.column + 1,
                         "keys must be plain text",
                     )
-                skey = key if isinstance(key, str) else str(key)
+                # `yes:` or `1.0:` is the text typed, not True or 1.0, in an "unknown key" line.
+                skey = key if isinstance(key, str) else str(key_node.value)
                 if skey in out:
                     raise YamlSourceError(
                         self.path,

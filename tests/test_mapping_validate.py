@@ -33,6 +33,10 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "bad_yaml_unclosed_quote.yaml": [(7, "quoted scalar that starts at line 5")],
     "condition_in_without_list.yaml": [(9, "`in` needs a list in square brackets")],
     "control_character.yaml": [(5, "control character #x0007 is not allowed")],
+    "csv_bad_timezone.yaml": [(7, "csv.timezone: `CET+1` is not an IANA time zone")],
+    "csv_time_format_reads_no_date.yaml": [
+        (7, "`%H:%M` is not a strptime format that reads a date")
+    ],
     "consent_bad_default.yaml": [(6, "consent.default: `true` (true/false) is not one of")],
     "currency_lowercase.yaml": [(4, "currency: the text `usd` has the wrong form")],
     "deep_nesting.yaml": [(8, "nested more than 40 levels deep")],
@@ -46,6 +50,7 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "empty_rules.yaml": [(4, "rules: the list is empty")],
     "event_name_capitals.yaml": [(7, "differs from GA4's recommended `purchase` only in capitals")],
     "event_name_too_long.yaml": [(6, "is 47 characters long (GA4 VALUE_OUT_OF_BOUNDS")],
+    "fixed_value_infinite.yaml": [(8, "the fixed value `inf` is not a number GA4 can take")],
     "items_param.yaml": [(8, "`items` needs a list of products")],
     "many_problems.yaml": [
         (3, "unknown key `client_id` (mapping keys are fixed"),
@@ -57,6 +62,7 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "missing_client_id_field.yaml": [(1, "required key `client_id_field` is missing")],
     "missing_rules.yaml": [(1, "required key `rules` is missing")],
     "not_utf8.yaml": [(5, "file is not UTF-8 text (byte 0xfc here)")],
+    "object_too_long.yaml": [(1, "object: is 130 characters long; at most 128")],
     "once_per_record_not_bool.yaml": [(7, "expected true or false, got the text `sometimes`")],
     "only_comments.yaml": [(1, "the mapping file is empty")],
     "param_field_typo.yaml": [(8, "unknown key `fild` (mapping keys are fixed")],
@@ -83,9 +89,11 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "unreachable_rule.yaml": [(8, "rules[1]: rule can never match: rules[0] (`anything`)")],
     "user_id_is_email.yaml": [(4, "user_id_field `Email` is also the email or phone field")],
     "utf16_bom.yaml": [(1, "file is saved as UTF-16")],
+    "utf16_no_bom.yaml": [(1, "file is saved as UTF-16 or UTF-32 (it is full of zero bytes)")],
     "utf8_bom_unknown_key.yaml": [(7, "unknown key `colour`")],
     "value_as_text.yaml": [(9, "`value` is read as string")],
     "value_without_currency.yaml": [(8, "`value` without a currency")],
+    "yes_as_key.yaml": [(4, "unknown key `yes` (mapping keys are fixed")],
 }
 
 SUGGESTIONS: dict[str, str] = {

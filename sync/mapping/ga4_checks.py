@@ -7,6 +7,7 @@ them is refused at validate time, with the rule and a fix.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -173,6 +174,16 @@ def _check_param(loc: Loc, name: str, spec: Any) -> list[Finding]:
     literal = spec.value if isinstance(spec, LiteralParam) else spec
     if isinstance(spec, FieldParam):
         out += _check_default(loc, spec)
+    elif isinstance(literal, float) and not math.isfinite(literal) and name != "value":
+        # (`value` has its own check with the other money params)
+        out.append(
+            Finding(
+                loc,
+                f"the fixed value `{literal}` is not a number GA4 can take",
+                "param values are text or finite numbers",
+                "write a plain number such as 0 or 100.5",
+            )
+        )
     elif isinstance(literal, str):
         if len(literal) > MAX_PARAM_VALUE:
             out.append(
@@ -222,10 +233,10 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     try:
-        float(str(value).replace(",", ""))
+        number = float(str(value).replace(",", ""))
     except ValueError:
         return False
-    return True
+    return math.isfinite(number)
 
 
 def _is_date(value: Any) -> bool:

@@ -8,7 +8,9 @@ so that one broken rule does not hide the problems of the others.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -17,6 +19,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    field_validator,
 )
 
 ParamType = Literal["number", "string", "currency", "date"]
@@ -224,6 +227,39 @@ class CsvColumns(BaseModel):
         description="Column with the stage before this one, when the file has it (for `from:`).",
     )
 
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, v: str | None) -> str | None:
+        """Checked here, not only when the connector starts, so `mappings validate` says so."""
+        if v is None or v.upper() == "UTC":
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"`{v}` is not an IANA time zone; write it like Europe/Berlin, "
+                "America/New_York or UTC"
+            ) from None
+        return v
+
+    @field_validator("time_format")
+    @classmethod
+    def _reads_a_date(cls, v: str | None) -> str | None:
+        """A format that cannot read back the date it writes would refuse every row."""
+        if v is None:
+            return v
+        sample = datetime(2026, 3, 14, 15, 9, 26)
+        try:
+            back = datetime.strptime(sample.strftime(v), v)
+        except ValueError:
+            back = None
+        if back is None or back.date() != sample.date():
+            raise ValueError(
+                f"`{v}` is not a strptime format that reads a date; write it like "
+                "`%d.%m.%Y %H:%M` (for 01.03.2026 14:30) or `%m/%d/%Y %I:%M %p`"
+            )
+        return v
+
 
 class MappingFile(BaseModel):
     """One file per connector object: which field to watch and what each move means in GA4."""
@@ -239,10 +275,13 @@ class MappingFile(BaseModel):
         default=None, alias="$schema", description="JSON Schema URL, for editors only."
     )
     object: str = Field(
-        min_length=1, description="CRM object, e.g. Opportunity, Lead, deals, contacts."
+        min_length=1,
+        max_length=128,
+        description="CRM object, e.g. Opportunity, Lead, deals, contacts.",
     )
     stage_field: FieldName = Field(
-        description="The field whose changes are watched, e.g. StageName, Status, dealstage."
+        max_length=128,
+        description="The field whose changes are watched, e.g. StageName, Status, dealstage.",
     )
     detection: Literal["auto", "history", "snapshot"] = Field(
         default="auto",
