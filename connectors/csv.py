@@ -19,6 +19,7 @@ daemon's window; a backfill's explicit window (`--from/--to`) selects rows by th
 
 from __future__ import annotations
 
+import csv as stdlib_csv
 import difflib
 import hashlib
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ from pydantic import Field, field_validator
 from connectors.base import ApiUsage, ConnectorSettings
 from connectors.csv_cells import cell_text, number_columns, read_number
 from connectors.csv_files import (
+    CELL_LIMIT,
     FileFingerprint,
     count_records,
     fingerprint,
@@ -45,6 +47,8 @@ from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPa
 if TYPE_CHECKING:
     import pandas as pd
 
+MAX_RECORD_ID = 128
+"""Longest record id the state store keys on."""
 TOO_MANY_FIELDS = "\x00ga4sync:too_many_fields:"
 """Put in a row's last cell by the parser when the row has more cells than the header."""
 
@@ -54,8 +58,9 @@ class CsvSettings(ConnectorSettings):
 
     type: Literal["csv"] = "csv"
     path: str = Field(
+        min_length=1,
         description="File or glob of files, relative to the config file, e.g. "
-        "`imports/pos-*.csv` or `calls/**/*.csv`."
+        "`imports/pos-*.csv` or `calls/**/*.csv`.",
     )
     delimiter: str | None = Field(
         default=None,
@@ -83,6 +88,8 @@ class CsvSettings(ConnectorSettings):
     def _one_char(cls, v: str | None) -> str | None:
         if v is not None and v != "\\t" and len(v) != 1:
             raise ValueError("delimiter must be one character, e.g. `;` or `\\t` for TAB")
+        if v is not None and v in '"\r\n\x00':
+            raise ValueError("delimiter cannot be a quote or a line break; e.g. `;` or `\\t`")
         return "\t" if v == "\\t" else v
 
     @field_validator("encoding")
@@ -93,8 +100,11 @@ class CsvSettings(ConnectorSettings):
         if v != "auto":
             try:
                 codecs.lookup(v)
+                "a".encode(v)  # refuses codecs that are not text encodings (base64, rot13...)
             except LookupError:
-                raise ValueError(f"`{v}` is not an encoding Python knows, e.g. utf-8") from None
+                raise ValueError(
+                    f"`{v}` is not a text encoding Python knows, e.g. utf-8, cp1252, utf-16"
+                ) from None
         return v
 
 
@@ -177,6 +187,14 @@ class CsvConnector:
             if bounded is None and self._already_imported(fp):
                 self.files_skipped += 1
                 continue
+            if fp.undecodable is not None:
+                yield self._file_rejected(
+                    fp,
+                    shown,
+                    f"not text in UTF-8, UTF-16 or Windows-1252 ({fp.undecodable}); export it "
+                    "as CSV UTF-8, or set `encoding:` in the connector settings",
+                )
+                continue
             if fp.guessed_encoding:
                 self.warnings.append(
                     f"{shown}: not UTF-8; read as Windows-1252 (set `encoding:` in the "
@@ -207,60 +225,100 @@ class CsvConnector:
         # ga4sync command imports the connector registry, CSV or not.
         import pandas as pd
 
-        delimiter = self.settings.delimiter or sniff_delimiter(fp.path, fp.encoding)
-        expected: list[int] = []
-
-        def too_many(cells: list[str]) -> list[str]:
-            # Keep the row (and so the row numbering) and mark it; it is rejected below.
-            keep = cells[: expected[0]]
-            keep[-1] = f"{TOO_MANY_FIELDS}{len(cells)}"
-            return keep
-
         try:
-            header = pd.read_csv(
-                fp.path, sep=delimiter, encoding=fp.encoding, nrows=0, dtype=str
-            ).columns
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            yield self._file_rejected(fp, shown, f"cannot read the header: {exc}")
+            delimiter = self.settings.delimiter or sniff_delimiter(fp.path, fp.encoding)
+            expected_rows = count_records(fp.path, fp.encoding, delimiter)
+        except UnicodeError as exc:
+            yield self._file_rejected(
+                fp,
+                shown,
+                f"cannot be read as {fp.encoding} ({exc}); fix `encoding:` in the connector "
+                "settings, or remove it to have the encoding detected",
+            )
             return
-        expected.append(len(header))
-        names = [str(c).strip() for c in header]
+        except OSError as exc:  # deleted or replaced since it was listed
+            self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
+            return
+        names = list(expected_rows.header)
+        if expected_rows.broken_at == 1 or not names:
+            problem = expected_rows.problem or "the file has no header line"
+            yield self._file_rejected(fp, shown, f"cannot read the header: {problem}")
+            return
+        if any("\x00" in name for name in names):
+            yield self._file_rejected(
+                fp,
+                shown,
+                "the header holds NUL bytes (character 0): the file is probably UTF-16; "
+                "remove `encoding:` from the connector settings (UTF-16 is detected) or set "
+                "it to utf-16",
+            )
+            return
         missing = [c for c in self.required_columns() if c not in names]
         if missing:
             yield self._file_rejected(fp, shown, self._missing_text(missing, names))
             return
-        reader = pd.read_csv(
-            fp.path,
-            sep=delimiter,
-            encoding=fp.encoding,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            engine="python",
-            on_bad_lines=too_many,
-            chunksize=self.settings.chunk_rows,
-        )
-        # Not `header=0, names=...`: with blank lines kept, pandas' python engine then drops
-        # the first data row (pandas 3.0). The header's cells are stripped here instead.
-        expected_rows = count_records(fp.path, fp.encoding, delimiter)
+        twice = [c for c in self.required_columns() if names.count(c) > 1]
+        if twice:
+            yield self._file_rejected(
+                fp,
+                shown,
+                f"column(s) {', '.join(f'`{c}`' for c in twice)} appear more than once in the "
+                "header, so which one the mapping means is unclear; rename or remove the copy",
+            )
+            return
+        # Columns are positions, as wide as the widest record, and the header is read as
+        # data (record 0): pandas then never takes the first row's extra cells for an index
+        # (which shifts every column) nor truncates a wide row silently; `_page` rejects it.
+        width = max(len(names), expected_rows.widest)
+
+        def too_many(cells: list[str]) -> list[str]:
+            # Only past a break the strict count did not reach: keep and mark the row.
+            keep = cells[:width]
+            keep[-1] = f"{TOO_MANY_FIELDS}{len(cells)}"
+            return keep
+
         rows_read = 0
         try:
+            reader = pd.read_csv(
+                fp.path,
+                sep=delimiter,
+                encoding=fp.encoding,
+                dtype=str,
+                header=None,
+                names=list(range(width)),
+                index_col=False,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                engine="python",
+                on_bad_lines=too_many,
+                chunksize=self.settings.chunk_rows,
+                # Up to a break the strict count found (an unclosed quote): pandas would
+                # raise there and lose the chunk before it.
+                nrows=None if expected_rows.broken_at is None else expected_rows.records + 1,
+            )
             with reader:
                 for chunk in reader:
-                    rows_read = int(chunk.index[-1]) + 1 if len(chunk) else rows_read
+                    rows_read = int(chunk.index[-1]) if len(chunk) else rows_read
                     yield self._page(chunk, names, shown, window)
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        except (pd.errors.ParserError, stdlib_csv.Error, UnicodeError) as exc:
             yield self._file_rejected(fp, shown, f"the file stops parsing: {exc}")
+            return
+        except OSError as exc:  # deleted or replaced while being read; read again next run
+            self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
             return
         if expected_rows.broken_at is not None or rows_read != expected_rows.records:
             # What was read is kept (keys make a later re-read harmless); the rest is named.
             first_lost = expected_rows.broken_at or rows_read + 2
+            problem = expected_rows.problem or "the rows do not split into cells"
+            cause = (
+                f"a cell there is longer than {CELL_LIMIT:,} characters"
+                if "field limit" in problem
+                else "a quoted value there probably has no closing quote"
+            )
             yield self._file_rejected(
                 fp,
                 shown,
-                f"row {first_lost} and everything after it could not be read"
-                f" ({expected_rows.problem or 'the rows do not split into cells'}); a quoted "
-                "value there probably has no closing quote",
+                f"row {first_lost} and everything after it could not be read ({problem}); {cause}",
             )
             return
         if window is None:
@@ -281,6 +339,7 @@ class CsvConnector:
         )
 
     def _file_rejected(self, fp: FileFingerprint, shown: str, reason: str) -> TransitionPage:
+        reason = _storable(reason)
         self.warnings.append(f"{shown}: {reason}")
         rejected = RejectedRecord(
             connector=self.name,
@@ -299,11 +358,15 @@ class CsvConnector:
         for index, values in zip(
             chunk.index, chunk.itertuples(index=False, name=None), strict=True
         ):
-            row = {c: cell_text(v) for c, v in zip(columns, values, strict=True)}
-            if not any(row.values()):
+            if int(index) == 0:
+                continue  # the header
+            cells = [cell_text(v) for v in values]
+            row = dict(zip(columns, cells, strict=False))
+            if not any(cells):
                 continue  # an empty line
-            number = int(index) + 2  # the header is row 1, as a spreadsheet shows it
-            result = self._row(row, number, shown)
+            number = int(index) + 1  # the header is row 1, as a spreadsheet shows it
+            wide = _cell_count(values) if any(cells[len(columns) :]) else None
+            result = self._row(row, number, shown, wide, len(columns))
             if isinstance(result, RejectedRecord):
                 rejected.append(result)
             elif window is None or (
@@ -314,8 +377,17 @@ class CsvConnector:
         return TransitionPage(transitions=transitions, watermark=None, rejected=rejected)
 
     def _row(
-        self, row: Mapping[str, str], number: int, shown: str
+        self,
+        row: Mapping[str, str],
+        number: int,
+        shown: str,
+        wide: int | None = None,
+        header_width: int | None = None,
     ) -> StageTransition | RejectedRecord:
+        """One row -> a transition, or the reason it cannot be one.
+
+        `wide` is the row's cell count when it has non-empty cells past the header's width.
+        """
         ref = f"{shown} row {number}"
 
         def reject(reason: str) -> RejectedRecord:
@@ -324,20 +396,34 @@ class CsvConnector:
                 object_type=self.object_type,
                 record_ref=ref,
                 reason=reason,
-                raw=dict(row),
+                raw={k: _storable(v) for k, v in row.items()},
             )
 
         marked = next((v for v in row.values() if v.startswith(TOO_MANY_FIELDS)), None)
-        if marked is not None:
-            cells = marked[len(TOO_MANY_FIELDS) :]
+        if wide is None and marked is not None:
+            wide = int(marked[len(TOO_MANY_FIELDS) :])
+        if wide is not None:
             return reject(
-                f"has {cells} cells but the header has {len(row)}; a delimiter inside a value "
-                "needs quotes"
+                f"has {wide} cells but the header has {header_width or len(row)}; a delimiter "
+                "inside a value needs quotes"
+            )
+        damaged = next((c for c in self.required_columns() if "\x00" in row.get(c, "")), None)
+        if damaged is not None:
+            # PostgreSQL cannot store a NUL byte, and no CRM id or stage holds one.
+            return reject(
+                f"column {damaged} holds a NUL byte (character 0); the export is damaged "
+                "there, or the file is UTF-16 read with the wrong `encoding:`"
             )
         cols = self.columns
         record_id = row.get(cols.record_id_column, "")
         if not record_id:
             return reject(f"column {cols.record_id_column} (the record id) is empty")
+        if len(record_id) > MAX_RECORD_ID:
+            # Cut short, two ids could share a key and one row would vanish as a duplicate.
+            return reject(
+                f"column {cols.record_id_column} holds a {len(record_id)}-character record id; "
+                f"at most {MAX_RECORD_ID} are accepted (is it the right column?)"
+            )
         stage = row.get(self.stage_field, "")
         if not stage:
             return reject(f"column {self.stage_field} (the stage) is empty")
@@ -354,6 +440,12 @@ class CsvConnector:
             if text is None:
                 continue
             normalized = read_number(text, self.settings.decimal)
+            if normalized is None and self.settings.decimal == ",":
+                return reject(
+                    f"column {col} holds {text[:30]!r}, not a number written with a decimal "
+                    'comma like 1.234,56 (the connector sets `decimal: ","`, so a dot only '
+                    "groups thousands)"
+                )
             if normalized is None:
                 return reject(
                     f"column {col} holds {text[:30]!r}, which reads as a decimal comma; set "
@@ -364,7 +456,7 @@ class CsvConnector:
         return StageTransition(
             connector=self.name,
             object_type=self.object_type,
-            record_id=record_id[:128],
+            record_id=record_id,
             field=self.stage_field,
             from_value=from_value,
             to_value=stage,
@@ -373,3 +465,19 @@ class CsvConnector:
             fields=fields,
             source_ref=ref,
         )
+
+
+def _cell_count(values: tuple[object, ...]) -> int:
+    """How many cells the record really had: padding past its end comes back as NaN."""
+    marked = next((v for v in values if isinstance(v, str) and v.startswith(TOO_MANY_FIELDS)), None)
+    if marked is not None:
+        return int(marked[len(TOO_MANY_FIELDS) :])
+    present = [i for i, v in enumerate(values) if not (isinstance(v, float) and v != v)]
+    return present[-1] + 1 if present else 0
+
+
+def _storable(text: str) -> str:
+    """Text the state store can keep: PostgreSQL refuses NUL bytes (and our row marker)."""
+    if text.startswith(TOO_MANY_FIELDS):
+        return ""
+    return text.replace("\x00", "\ufffd")

@@ -24,15 +24,29 @@ def number_columns(mapping: MappingFile) -> list[str]:
     return sorted({s.field for s in specs if isinstance(s, FieldParam) and s.type == "number"})
 
 
+SPACE_GROUPS = re.compile(r"^[+-]?\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?$")
+"""`1 234,50`, `1\u00a0234.5`: spaces (plain, no-break, narrow no-break, as Excel and French
+or Swiss exports write them) between groups of three digits are thousands separators."""
+COMMA_DECIMAL = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+)(?:,\d+)?$")
+"""With `decimal: ","`: `19,90`, `1234,5`, `1.234,56`, `1.234`: a dot only groups thousands."""
+
+
 def read_number(text: str, decimal: str) -> str | None:
     """A number cell in the mapping's notation (`1234.56`); None when it is ambiguous.
 
-    With `decimal: ","`, `1.234,56` -> `1234.56`. With the default `.`, `19,90` is refused
-    (None): the mapping's number conversion would drop the comma and send 1990.
+    With `decimal: ","`, `1.234,56` -> `1234.56`, and a dot that does not group thousands
+    (`19.90`, `1,234.56`) is refused (None) rather than read as 1990 or 1.23456. With the
+    default `.`, `19,90` is refused: the mapping's number conversion would drop the comma
+    and send 1990.
     """
+    text = text.strip()
+    if SPACE_GROUPS.match(text):
+        text = re.sub(r"[ \u00a0\u202f]", "", text)
     if decimal == ",":
-        return text.replace(".", "").replace(" ", "").replace(",", ".")
-    return None if DECIMAL_COMMA.search(text.strip()) else text
+        if not COMMA_DECIMAL.match(text):
+            return None
+        return text.replace(".", "").replace(",", ".")
+    return None if DECIMAL_COMMA.search(text) else text
 
 
 def cell_text(value: Any) -> str:

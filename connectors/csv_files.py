@@ -20,6 +20,8 @@ BLOCK = 1 << 20
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
 FALLBACK_ENCODING = "cp1252"
+CELL_LIMIT = 16 << 20
+"""Longest cell (characters) read; Python's csv module stops at 128 KiB by default."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class FileFingerprint:
     guessed_encoding: bool
     """True when the file was not UTF-8 and the fallback codec was chosen."""
     size: int
+    undecodable: str | None = None
+    """Where the file is not Windows-1252 either (`byte 0x90 at offset 125`); then unread."""
 
     @property
     def done_key(self) -> str:
@@ -56,39 +60,72 @@ def matching_files(pattern: str, base_dir: Path) -> list[Path]:
 def fingerprint(path: Path, encoding: str = "auto") -> FileFingerprint:
     """Hash the file and settle its encoding in one streaming pass.
 
+    With `auto`: a UTF-16/32 byte-order mark, or the NUL byte in every other position that
+    UTF-16 text without one has (Excel's "Unicode Text" export), picks that codec; otherwise
+    UTF-8, else Windows-1252. A file that is none of these (a byte Windows-1252 does not
+    define) is reported by `undecodable` rather than read as garbage.
+
     Args:
         path: the file.
         encoding: `auto`, or a codec name the settings force (then only hashed).
     """
     digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8 = encoding == "auto"
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    ansi = codecs.getincrementaldecoder(FALLBACK_ENCODING)()
+    auto = encoding == "auto"
+    is_utf8, ansi_error = auto, ""
     size = 0
     first = b""
     with path.open("rb") as fh:
         while block := fh.read(BLOCK):
             if not first:
-                first = block[:4]
-            size += len(block)
+                first = block[:SNIFF_BYTES]
             digest.update(block)
-            if utf8:
+            if auto and not ansi_error:
                 try:
-                    decoder.decode(block)
+                    ansi.decode(block)
+                except UnicodeDecodeError as exc:
+                    ansi_error = f"byte 0x{block[exc.start]:02x} at offset {size + exc.start:,}"
+            if is_utf8:
+                try:
+                    utf8.decode(block)
                 except UnicodeDecodeError:
-                    utf8 = False
-        if utf8:
+                    is_utf8 = False
+            size += len(block)
+        if is_utf8:
             try:
-                decoder.decode(b"", final=True)
+                utf8.decode(b"", final=True)
             except UnicodeDecodeError:
-                utf8 = False
-    if encoding != "auto":
-        chosen, guessed = encoding, False
-    elif utf8:
+                is_utf8 = False
+    guessed, undecodable = False, None
+    if not auto:
+        chosen = encoding
+    elif (wide := _wide_unicode(first)) is not None:
+        chosen = wide
+    elif is_utf8:
         chosen = "utf-8-sig" if first.startswith(codecs.BOM_UTF8) else "utf-8"
-        guessed = False
     else:
         chosen, guessed = FALLBACK_ENCODING, True
-    return FileFingerprint(path, digest.hexdigest(), chosen, guessed, size)
+        if ansi_error:
+            undecodable = ansi_error
+    return FileFingerprint(path, digest.hexdigest(), chosen, guessed, size, undecodable)
+
+
+def _wide_unicode(first: bytes) -> str | None:
+    """`utf-16`/`utf-32` when the file's start says so (a BOM, or NULs in every other byte)."""
+    if first.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    sample = first[: len(first) // 2 * 2]
+    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd > len(sample) // 4 and even == 0:
+        return "utf-16-le"
+    if even > len(sample) // 4 and odd == 0:
+        return "utf-16-be"
+    return None
 
 
 def sniff_delimiter(path: Path, encoding: str) -> str:
@@ -106,6 +143,16 @@ def sniff_delimiter(path: Path, encoding: str) -> str:
         return best if counts[best] else ","
 
 
+def allow_long_cells() -> None:
+    """Raise Python's csv cell limit (128 KiB) to CELL_LIMIT, for us and pandas' python engine.
+
+    A long free-text note is not a reason to drop the rest of a file; the limit stays finite
+    so a file with an unclosed quote is still reported instead of read into memory whole.
+    """
+    if stdlib_csv.field_size_limit() < CELL_LIMIT:
+        stdlib_csv.field_size_limit(CELL_LIMIT)
+
+
 @dataclass(frozen=True)
 class RecordCount:
     """What the strict stdlib reader makes of a file, to check pandas against."""
@@ -115,6 +162,10 @@ class RecordCount:
     broken_at: int | None = None
     """Spreadsheet row number (header = 1) of the record the reader could not finish."""
     problem: str | None = None
+    widest: int = 0
+    """The most cells any record has (the header included), so pandas can be given room."""
+    header: tuple[str, ...] = ()
+    """The first record's cells, stripped (and without a stray BOM): the column names."""
 
 
 def count_records(path: Path, encoding: str, delimiter: str) -> RecordCount:
@@ -124,12 +175,24 @@ def count_records(path: Path, encoding: str, delimiter: str) -> RecordCount:
     cannot finish (an unterminated quote swallows the rest of the file) without a word. This
     count lets the connector notice and name the row instead of losing rows silently.
     """
+    allow_long_cells()
     with path.open("r", encoding=encoding, errors="replace", newline="") as fh:
         reader = stdlib_csv.reader(fh, delimiter=delimiter, strict=True)
         records = -1  # the header
+        widest = 0
+        header: tuple[str, ...] = ()
         try:
-            for _ in reader:
+            for cells in reader:
+                if records == -1:
+                    header = tuple(c.strip().lstrip("\ufeff").strip() for c in cells)
                 records += 1
+                widest = max(widest, len(cells))
         except stdlib_csv.Error as exc:
-            return RecordCount(max(records, 0), broken_at=records + 2, problem=str(exc))
-    return RecordCount(max(records, 0))
+            return RecordCount(
+                max(records, 0),
+                broken_at=records + 2,
+                problem=str(exc),
+                widest=widest,
+                header=header,
+            )
+    return RecordCount(max(records, 0), widest=widest, header=header)

@@ -70,6 +70,15 @@ class TimeParser:
             raise TimeValueError(
                 f"column {self.column} holds {value[:40]!r}, not a time in {expected}"
             ) from None
+        try:
+            return self._to_utc(parsed, value)
+        except OverflowError:
+            raise TimeValueError(
+                f"column {self.column} holds {value[:40]!r}, a time too close to year 1 or "
+                "9999 to place in UTC; check the export"
+            ) from None
+
+    def _to_utc(self, parsed: datetime, value: str) -> datetime:
         if parsed.tzinfo is not None:
             return parsed.astimezone(UTC)
         if self.zone is None:

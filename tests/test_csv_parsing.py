@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from connectors.csv import CsvConnector, CsvSettings
 from connectors.csv_time import TimeParser, TimeValueError, load_timezone
@@ -142,12 +143,10 @@ def test_naive_time_without_a_timezone_is_an_error_not_a_guess(tmp_path: Path) -
 
 
 def test_unknown_timezone_and_missing_csv_block_are_config_errors() -> None:
+    with pytest.raises(ValidationError, match="`Berlin` is not an IANA time zone"):
+        _mapping(timezone="Berlin")  # so `mappings validate` reports it with its line
     with pytest.raises(ConfigError, match="csv.timezone `Berlin` is not an IANA time zone"):
-        CsvConnector(
-            CsvSettings(name="pos", mapping="m.yaml", path="x.csv"),
-            mapping=_mapping(timezone="Berlin"),
-            base_dir=DATA,
-        )
+        load_timezone("Berlin", where="m.yaml")
     plain = _mapping().model_copy(update={"csv": None})
     with pytest.raises(ConfigError, match="needs a `csv:` block"):
         CsvConnector(

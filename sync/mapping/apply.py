@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import date, datetime
 from typing import Any
@@ -162,6 +163,7 @@ def _user_properties(m: MappingFile, record: dict[str, Any]) -> str | None:
 
 
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def _number_text(text: str) -> float:
@@ -175,6 +177,8 @@ def _number_text(text: str) -> float:
         if not _THOUSANDS.match(text):
             raise ValueError(text)
         text = text.replace(",", "")
+    if not _PLAIN_NUMBER.match(text):
+        raise ValueError(text)  # NaN, inf, 1_000: float() takes them, GA4 must not get them
     return float(text)
 
 
@@ -187,6 +191,11 @@ def _convert(name: str, spec: FieldParam, raw: Any) -> Any:
                 f"{name}: field {spec.field} holds {str(raw)[:40]!r}, not a number"
                 " (write it as 1234.56; a comma is only accepted as a thousands separator)"
             ) from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ParamError(
+                f"{name}: field {spec.field} holds {str(raw)[:40]!r}, a number too large for "
+                "GA4 (or not a number at all)"
+            )
         if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
             return int(number) if not isinstance(raw, float) else number
         return number
