@@ -264,9 +264,15 @@ class Daemon:
         _ = self.engine.client  # resolve the GA4 secret now: a missing one fails at start
         server: StatusServer | None = None
         if http_port is not None:
-            server = StatusServer(
-                host=http_host, port=http_port, health=self.health, metrics=self.metrics.render
-            ).start()
+            try:
+                server = StatusServer(
+                    host=http_host, port=http_port, health=self.health, metrics=self.metrics.render
+                ).start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"--http-port {http_port}: cannot listen on {http_host}:{http_port} "
+                    f"({exc.strerror or exc}); pick a free port or stop what is using it"
+                ) from None
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -319,3 +319,26 @@ def test_deploy_examples_load_and_schedule(tmp_path: Path) -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["daemon", "--http-port", "9108"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_a_port_in_use_is_a_clean_error_for_daemon_and_sandbox(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    config = daemon_config(sandbox, state_url)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        daemon = CliRunner().invoke(
+            main,
+            ["--config", str(config), "daemon", "--http-host", "127.0.0.1", "--http-port", port],
+        )
+        assert daemon.exit_code == 2, daemon.output
+        assert f"--http-port {port}: cannot listen" in daemon.output
+        assert "Traceback" not in daemon.output
+        served = CliRunner().invoke(
+            main, ["sandbox", "--port-ga4", port, "--dir", str(tmp_path / "sb")]
+        )
+        assert served.exit_code == 2, served.output
+        assert "already in use" in served.output and "Traceback" not in served.output
+    assert sandbox.ga4.events() == []

@@ -47,7 +47,18 @@ def sandbox(
         env.seed(count=records, seed=seed)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with env:
+    try:
+        env.start()
+    except OSError as exc:
+        for started in ("sf_server", "ga4_server", "hubspot_server"):
+            server = getattr(env, started, None)
+            if server is not None:
+                server.stop()  # the ones that did start before the port clash
+        raise click.UsageError(
+            f"cannot start the sandbox servers ({exc.strerror or exc}): is --port-salesforce "
+            "or --port-ga4 already in use? 0 picks a free port"
+        ) from None
+    try:
         config = env.write_config()
         console.print(f"Salesforce (REST, HTTPS): {env.sf_server.url}")
         console.print(f"HubSpot (CRM v3, HTTP):   {env.hubspot_server.url} (token in secrets/)")
@@ -65,3 +76,5 @@ def sandbox(
                 pass
         except KeyboardInterrupt:
             pass
+    finally:
+        env.stop()
