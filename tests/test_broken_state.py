@@ -149,3 +149,19 @@ def test_a_newer_schema_is_refused_by_every_command(
             continue  # reads outbox keys only; the newer schema still has them
         result = cli(config, args, tmp_path)
         assert_clean_error(result, 2, "upgrade ga4sync")
+
+
+def test_demo_never_writes_to_the_deployed_state_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GA4SYNC_STATE_URL is set where ga4sync is deployed; the demo's made-up transitions
+    must stay in the demo's own folder."""
+    deployed = tmp_path / "production.db"
+    monkeypatch.setenv("GA4SYNC_STATE_URL", f"sqlite:///{deployed}")
+    keep = tmp_path / "demo"
+    result = CliRunner().invoke(
+        main, ["demo", "--records", "6", "--seed", "3", "--keep", str(keep)]
+    )
+    assert result.exit_code == 0, result.output
+    assert not deployed.exists()
+    assert (keep / "ga4sync-demo.db").exists()

@@ -72,8 +72,11 @@ def _demo(workdir: Path, records: int, seed: int) -> bool:
     env.clock.advance(-timedelta(minutes=20))
     generator = env.seed(count=records, seed=seed)
     with env:
-        config = load_config(env.write_config())
-        store = StateStore.open(config.state_url())
+        state_url = f"sqlite:///{workdir.resolve() / 'ga4sync-demo.db'}"
+        config = load_config(env.write_config(state_url=state_url))
+        # Not config.state_url(): GA4SYNC_STATE_URL (set where ga4sync is deployed) must not
+        # send the demo's made-up transitions into the real state database.
+        store = StateStore.open(state_url)
         engine = Engine(config, store)
         total_sent = 0
         try:
