@@ -171,7 +171,14 @@ class CsvConnector:
         """
         files = matching_files(self.settings.path, self.base_dir)
         if not files:
-            self.warnings.append(f"no file matches path `{self.settings.path}`")
+            folder = Path(self.settings.path).expanduser()
+            if (self.base_dir / folder).is_dir():
+                self.warnings.append(
+                    f"path `{self.settings.path}` is a folder; name the files in it, e.g. "
+                    f"`{(folder / '*.csv').as_posix()}`"
+                )
+            else:
+                self.warnings.append(f"no file matches path `{self.settings.path}`")
             return
         bounded = window if window.end is not None else None
         for path in files:

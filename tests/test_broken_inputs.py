@@ -255,3 +255,17 @@ def test_validate_refuses_a_pipe_instead_of_hanging(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["mappings", "validate", str(fifo)])
     assert result.exit_code == 1
     assert f"{fifo}:1:1: this is not a regular file (a pipe or device)" in result.output
+
+
+def test_a_folder_as_path_says_how_to_name_its_files(tmp_path: Path) -> None:
+    (tmp_path / "imports").mkdir()
+    write_rows(tmp_path / "imports" / "a.csv", [ISO_ROW.format(id="F-1", note="")])
+    conn = CsvConnector(
+        CsvSettings(name="pos", mapping="m.yaml", path="imports"),
+        mapping=_iso_mapping(),
+        base_dir=tmp_path,
+    )
+    assert list(conn.fetch_transitions(EVERYTHING)) == []
+    assert conn.warnings == [
+        "path `imports` is a folder; name the files in it, e.g. `imports/*.csv`"
+    ]
