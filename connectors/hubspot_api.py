@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hubspot import HubSpot
-from hubspot.crm.objects import BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
@@ -156,6 +154,10 @@ class HubspotApi:
         options: dict[str, Any] = {"access_token": access_token, "host": host, "retry": transport}
         if ca_file:
             options["ssl_ca_cert"] = ca_file
+        # Imported here: the SDK costs ~14 MB of RSS, and every ga4sync process loads the
+        # connector registry whether or not it talks to HubSpot.
+        from hubspot import HubSpot
+
         self.client = HubSpot(**options)
         self.policy = policy
         self.usage = ApiUsage()
@@ -181,6 +183,8 @@ class HubspotApi:
         """One search page."""
         api = self._api("search", lambda crm: crm.objects.search_api)
 
+        from hubspot.crm.objects import PublicObjectSearchRequest
+
         def call() -> Any:
             self._search_pacer.wait()
             return api.do_search(object_type, PublicObjectSearchRequest(**body), **self._kw)
@@ -201,6 +205,8 @@ class HubspotApi:
         self, object_type: str, ids: list[str], properties: list[str], history: list[str]
     ) -> list[HsObject]:
         """Records by id; archived or unknown ids are left out (HubSpot answers 207 for them)."""
+        from hubspot.crm.objects import BatchReadInputSimplePublicObjectId
+
         request = BatchReadInputSimplePublicObjectId(
             inputs=[{"id": i} for i in ids],
             properties=properties,
