@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from state import schema as s
 from sync.model import Status
@@ -180,45 +180,61 @@ class OutboxAdmin:
     # -- operator actions ------------------------------------------------------------------
     def resend(self, keys: Sequence[str], now: datetime, reason: str) -> int:
         """Put rows back in the queue; a person decided (e.g. after checking GA4 for unknowns)."""
+        changed = 0
+        with self.engine.begin() as conn:  # one transaction: all of a person's decision or none
+            for chunk in _chunks(keys):
+                changed += self._resend_chunk(conn, chunk, now, reason)
+        return changed
+
+    def _resend_chunk(
+        self, conn: Connection, keys: Sequence[str], now: datetime, reason: str
+    ) -> int:
         o = s.outbox
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    sa.update(o)
-                    .where(
-                        o.c.key.in_(list(keys)),
-                        o.c.status.in_([st.value for st in RESENDABLE]),
-                        o.c.payload.is_not(None),
-                    )
-                    .values(
-                        status=Status.PENDING.value,
-                        next_attempt_at=now,
-                        updated_at=now,
-                        claim_token=None,
-                        lease_until=None,
-                        reason=reason,
-                    )
-                ).rowcount
-                or 0
-            )
+        return int(
+            conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.key.in_(list(keys)),
+                    o.c.status.in_([st.value for st in RESENDABLE]),
+                    o.c.payload.is_not(None),
+                )
+                .values(
+                    status=Status.PENDING.value,
+                    next_attempt_at=now,
+                    updated_at=now,
+                    claim_token=None,
+                    lease_until=None,
+                    reason=reason,
+                )
+            ).rowcount
+            or 0
+        )
 
     def discard(self, keys: Sequence[str], now: datetime, reason: str) -> int:
+        changed = 0
+        with self.engine.begin() as conn:  # one transaction: all of a person's decision or none
+            for chunk in _chunks(keys):
+                changed += self._discard_chunk(conn, chunk, now, reason)
+        return changed
+
+    def _discard_chunk(
+        self, conn: Connection, keys: Sequence[str], now: datetime, reason: str
+    ) -> int:
         o = s.outbox
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    sa.update(o)
-                    .where(
-                        o.c.key.in_(list(keys)),
-                        o.c.status != Status.SENT.value,
-                        o.c.status != Status.SENDING.value,
-                    )
-                    .values(
-                        status=Status.DISCARDED.value, updated_at=now, reason=f"discarded: {reason}"
-                    )
-                ).rowcount
-                or 0
-            )
+        return int(
+            conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.key.in_(list(keys)),
+                    o.c.status != Status.SENT.value,
+                    o.c.status != Status.SENDING.value,
+                )
+                .values(
+                    status=Status.DISCARDED.value, updated_at=now, reason=f"discarded: {reason}"
+                )
+            ).rowcount
+            or 0
+        )
 
     def prune(
         self, *, older_than: datetime, keep_since: dict[str, datetime], dry_run: bool = False
@@ -268,3 +284,13 @@ class OutboxAdmin:
             )
             deleted = conn.execute(sa.delete(o).where(doomed)).rowcount
         return PruneResult(int(deleted or 0), int(kept_once), int(kept_window))
+
+
+KEY_CHUNK = 5000
+"""Keys per statement: PostgreSQL takes at most 65,535 parameters in one, and `outbox resend
+--status unknown` after months can name more rows than that."""
+
+
+def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(keys), KEY_CHUNK):
+        yield keys[i : i + KEY_CHUNK]

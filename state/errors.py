@@ -8,6 +8,8 @@ run that failed, because the same command will work once the database is back.
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -24,10 +26,10 @@ _SETUP_MARKERS = (
     "unable to open database file",
     "permission denied",
     "no such table",
-    "does not exist",
     "authentication failed",
 )
 """Driver messages that a retry will not fix; everything else counts as unavailable."""
+_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
 
 
 class StateStoreError(Ga4SyncError):
@@ -59,15 +61,41 @@ def describe(exc: sa.exc.SQLAlchemyError, url: str | None) -> StateStoreError:
     message = driver_message(exc)
     lowered = message.lower()
     where = f"state database {safe_url(url)}" if url else "the state database"
-    if any(marker in lowered for marker in _SETUP_MARKERS):
+    if any(marker in lowered for marker in _SETUP_MARKERS) or _MISSING_DATABASE.search(lowered):
         return StateStoreError(
             f"{where} cannot be used: {message}. Check state.url (or "
             "GA4SYNC_STATE_URL) points at a ga4sync state database that this user may write; "
             "restore it from a backup if it was damaged",
             exit_code=SETUP,
         )
+    if not _is_connection_failure(exc, lowered):
+        return StateStoreError(
+            f"{where} refused the command: {message}. The transaction in progress was rolled back; "
+            "if it happens again, report it with this message",
+            exit_code=UNAVAILABLE,
+        )
     return StateStoreError(
         f"{where} is not reachable: {message}. Check that the database is "
         "running and state.url (or GA4SYNC_STATE_URL) is right, then run the command again",
         exit_code=UNAVAILABLE,
+    )
+
+
+_CONNECTION_MARKERS = (
+    "connection",
+    "could not connect",
+    "server closed",
+    "timeout",
+    "timed out",
+    "database is locked",
+    "terminating",
+)
+
+
+def _is_connection_failure(exc: sa.exc.SQLAlchemyError, lowered: str) -> bool:
+    """Lost or refused connections (and a locked SQLite file): worth running again later."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and any(
+        marker in lowered for marker in _CONNECTION_MARKERS
     )

@@ -8,6 +8,8 @@ crash can never turn into a silent resend: an expired lease becomes `unknown`.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -425,10 +427,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy manage transactions, so BEGIN IMMEDIATE below is the only BEGIN.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    _wal_mode(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+WAL_SWITCH_TRIES = 100
+
+
+def _wal_mode(cur: Any) -> None:
+    """Switch a new database file to WAL. SQLite answers `database is locked` at once, without
+    waiting for the busy timeout, when several processes open a brand-new file together (two
+    commands started at the same moment on first install): try again for a few seconds."""
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin_immediate(conn: Connection) -> None:

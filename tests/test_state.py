@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from sandbox.runner import SandboxEnvironment
-from state import schema
+from state import admin, schema
+from state.errors import describe
 from state.locks import LockLost
 from state.store import OutboxRow, StateStore
 from sync.errors import ConfigError
@@ -313,3 +314,23 @@ def test_engine_skips_capture_while_another_process_holds_the_connector(
     finally:
         held.release()
     assert second.capture("salesforce").captured > 0
+
+
+def test_resend_and_discard_of_more_rows_than_one_statement_takes(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL takes 65,535 parameters per statement; months of `unknown` rows exceed it.
+    The keys go in chunks (made tiny here), still in one transaction."""
+    monkeypatch.setattr(admin, "KEY_CHUNK", 7)
+    keys = fill(store, 30, status=Status.UNKNOWN)
+    assert store.discard(keys, NOW, "in GA4") == 30
+    assert store.count_by_status() == {"discarded": 30}
+    assert store.resend(store.keys_with_status(["discarded"]), NOW, "not in GA4") == 30
+    assert store.count_by_status() == {"pending": 30}
+
+
+def test_a_refused_statement_is_not_called_unreachable(store: StateStore) -> None:
+    with pytest.raises(sa.exc.SQLAlchemyError) as raised, store.engine.connect() as conn:
+        conn.execute(sa.text("SELECT no_such_column FROM outbox"))
+    error = describe(raised.value, None)
+    assert "refused the command" in str(error) and error.exit_code == 1
