@@ -405,7 +405,15 @@ def main_cli() -> None:
     parser.add_argument("--opportunities", type=int, default=200)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--commands", default="run", help="Comma-separated, taking turns: run,backfill,daemon"
+    )
+    parser.add_argument(
+        "--signals", default="SIGKILL", help="Comma-separated phases, e.g. SIGTERM,SIGKILL"
+    )
     args = parser.parse_args()
+    commands = tuple(c.strip() for c in args.commands.split(","))
+    signals = tuple(signal.Signals[s.strip().upper()] for s in args.signals.split(","))
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     totals: dict[str, int] = Counter()
     problems: list[str] = []
@@ -426,11 +434,14 @@ def main_cli() -> None:
                         kills=args.kills,
                         seed=args.seed,
                         naive=True,
+                        commands=commands,
+                        signals=signals,
                     )
                 finally:
                     drop()
             print(
-                f"{backend}: {rep.runs} runs, {rep.kills} SIGKILLs, {rep.transitions} "
+                f"{backend}: {rep.runs} runs, {rep.kills} kills ({rep.graceful_stops} graceful "
+                f"SIGTERM stops), {rep.transitions} "
                 f"transitions, sent {rep.sent}, unknown {rep.unknown}, skipped {rep.skipped}, "
                 f"GA4 counted {rep.ga4_events} (+{rep.raw_purchase_repeats} purchase "
                 f"repeats GA4 dedups), {rep.seconds:.1f}s; killed mid-capture "
