@@ -8,6 +8,7 @@ silently wrong value, or a problem reported only when the daemon starts.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,3 +270,26 @@ def test_a_folder_as_path_says_how_to_name_its_files(tmp_path: Path) -> None:
     assert conn.warnings == [
         "path `imports` is a folder; name the files in it, e.g. `imports/*.csv`"
     ]
+
+
+def test_preview_shows_rows_the_connector_refused(sandbox: SandboxEnvironment) -> None:
+    """Preview dropped them: a file of bad rows previewed as `0 transitions`, no reason."""
+    config = csv_config(sandbox, "sqlite:///state.db")
+    write_rows(
+        config.parent / "inbox" / "a.csv",
+        [f"P-1,purchase,{berlin(datetime.now(UTC))},5,1.2,,", "P-2,purchase,soon,5,1.2,,"],
+    )
+    (config.parent / "inbox" / "b.csv").write_bytes(b"\x90\x81")
+    result = CliRunner().invoke(
+        main,
+        ["--config", str(config), "mappings", "preview", "--connector", "pos", "--format", "json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: pos: inbox/b.csv: not text in UTF-8" in result.stderr
+    doc = json.loads(result.stdout)
+    refused = {r["record_id"]: r["reason"] for r in doc["transitions"] if r["outcome"] == "invalid"}
+    assert refused["inbox/a.csv row 3"].startswith("column sold_at holds 'soon'")
+    assert "inbox/b.csv (whole file)" in refused
+    assert {ln["result"] for ln in doc["summary"] if ln["outcome"] == "invalid"} == {
+        "unreadable record"
+    }

@@ -20,7 +20,15 @@ from sync.errors import ConfigError
 from sync.mapping.catalog import CatalogUnavailable, fetch_catalog
 from sync.mapping.checks import FieldCatalog
 from sync.mapping.load import MappingCheck, check_mapping, load_mapping
-from sync.mapping.preview import PreviewLine, PreviewRow, preview_row, summarize, to_csv, to_json
+from sync.mapping.preview import (
+    PreviewLine,
+    PreviewRow,
+    preview_row,
+    rejected_row,
+    summarize,
+    to_csv,
+    to_json,
+)
 from sync.mapping.schema import schema_text
 from sync.model import TimeWindow
 from sync.validation_errors import Problem
@@ -229,10 +237,13 @@ def _preview_rows(
                 preview_row(t, loaded, now=now, old_events=config.old_events)
                 for t in page.transitions
             ]
+            rows += [rejected_row(r) for r in page.rejected]
     except ConnectorError as exc:
         raise ConfigError(f"connector {settings.name}: {exc}") from None
     finally:
         connector.close()
+    for warning in getattr(connector, "warnings", []):
+        click.echo(f"warning: {settings.name}: {warning}", err=True)
     return rows
 
 

@@ -17,9 +17,11 @@ from typing import Any
 
 from sync.capture import row_for_transition
 from sync.mapping.load import LoadedMapping
-from sync.model import StageTransition, Status
+from sync.model import RejectedRecord, StageTransition, Status
 
 OUTCOME = {Status.PENDING: "send", Status.SKIPPED: "skip", Status.INVALID: "invalid"}
+UNREADABLE = "(unreadable)"
+"""The `to` of a record the connector could not read (a bad CSV row): no stage is known."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,22 @@ def preview_row(
     )
 
 
+def rejected_row(r: RejectedRecord) -> PreviewRow:
+    """A record the connector refused (a bad CSV row, a malformed CRM record): a run stores it
+    as `invalid`, so the preview shows it too, with the reason, instead of dropping it."""
+    return PreviewRow(
+        record_id=r.record_ref,
+        from_value=None,
+        to_value=UNREADABLE,
+        changed_at="",
+        outcome="invalid",
+        event=None,
+        rule=None,
+        reason=r.reason,
+        params=None,
+    )
+
+
 def summarize(rows: Iterable[PreviewRow]) -> list[PreviewLine]:
     """Group by move and outcome; the biggest groups first."""
     groups: dict[tuple[str, str, str, str, str], list[PreviewRow]] = {}
@@ -99,6 +117,8 @@ def summarize(rows: Iterable[PreviewRow]) -> list[PreviewLine]:
 def _reason_code(r: PreviewRow) -> str:
     reason = r.reason or ""
     if r.outcome == "invalid":
+        if r.to_value == UNREADABLE:
+            return "unreadable record"
         if reason.startswith("GA4 rule "):
             return reason.split(" at ", 1)[0]
         return "mapping rule"
