@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync.durations import Duration
 from sync.model import TimeWindow, TransitionPage
@@ -34,6 +34,35 @@ class ConnectorSettings(BaseModel):
         description="Where the first run starts when there is no watermark yet.",
     )
     enabled: bool = True
+
+    @field_validator("every")
+    @classmethod
+    def _positive_every(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() <= 0:
+            raise ValueError("must be longer than 0s, e.g. 5m")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        # Checked when the config loads, so the error names the line, not when the daemon starts.
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"`{value}` is not a 5-field crontab (minute hour day month weekday, e.g. "
+                    f"*/15 * * * *): {exc}"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ConnectorSettings:
+        if self.every is not None and self.cron is not None:
+            raise ValueError("set either `every` (e.g. 5m) or `cron` (e.g. */15 * * * *), not both")
+        return self
 
 
 @dataclass

@@ -101,6 +101,27 @@ def test_config_error_names_key_and_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("every: 0s", "connectors[0].every: must be longer than 0s"),
+        ('cron: "61 * * * *"', "`61 * * * *` is not a 5-field crontab"),
+        ('every: 5m\n    cron: "* * * * *"', "set either `every` (e.g. 5m) or `cron`"),
+    ],
+)
+def test_a_bad_schedule_is_named_with_its_line_when_the_config_loads(
+    tmp_path: Path, schedule: str, message: str
+) -> None:
+    example = (Path(__file__).parent.parent / "ga4sync.example.yaml").read_text()
+    assert "every: 5m " in example
+    path = tmp_path / "ga4sync.yaml"
+    path.write_text(example.replace("every: 5m ", schedule + " ", 1))
+    result = CliRunner().invoke(main, ["--config", str(path), "status"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:" in result.output and message in result.output
+    assert "Traceback" not in result.output
+
+
 def test_scenario_with_a_made_up_salesforce_id_is_refused_where_it_is_written(
     tmp_path: Path,
 ) -> None:
