@@ -353,3 +353,23 @@ def test_editors_schema_accepts_shipped_mappings_and_flags_typos() -> None:
     corpus = Path(__file__).parent / "data" / "broken_mappings"
     for name in ("unknown_top_key.yaml", "unknown_rule_key.yaml", "missing_client_id_field.yaml"):
         assert list(validator.iter_errors(yaml.safe_load((corpus / name).read_text()))), name
+
+
+def test_a_param_reading_the_stage_field_gets_the_stage_of_this_move(tmp_path: Path) -> None:
+    """Two moves between polls: the record already shows the later stage when it is read, but
+    each event must carry its own (else both would be the same event in GA4's eyes)."""
+    m = mapping(
+        tmp_path,
+        """\
+rules:
+  - to: "*"
+    event: working_lead
+    params:
+      lead_status: {field: StageName}
+""",
+    )
+    later = {"StageName": "Negotiation/Review"}
+    first = sent(apply_mapping(m, move("Value Proposition", later, from_value="Qualification")))
+    second = sent(apply_mapping(m, move("Negotiation/Review", later, "Value Proposition")))
+    assert dict(first.event.params)["lead_status"] == "Value Proposition"
+    assert dict(second.event.params)["lead_status"] == "Negotiation/Review"

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from bench.chaos import ChaosReport, chaos_config, verify
+from bench.chaos import ChaosReport, chaos_config, expected_transitions, verify
 from sandbox.ga4 import Faults
 from sandbox.runner import SandboxEnvironment
 from state.store import StateStore
@@ -29,7 +29,7 @@ def settled(store: StateStore) -> bool:
     return not any(counts.get(s) for s in ("pending", "retry", "sending"))
 
 
-def wait_for(what: str, check: object, timeout: float = 40) -> None:
+def wait_for(what: str, check: object, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
@@ -58,9 +58,10 @@ def test_two_daemons_share_one_store_without_duplicates_or_losses(
             time.sleep(0.7)
             at = datetime.now(UTC) - timedelta(seconds=3)
             gen.advance(sandbox.salesforce.data, sandbox.opportunity_ids, 4, at)
+        expected = len(expected_transitions(sandbox))
         wait_for(
-            "both replicas to settle",
-            lambda: settled(store) and len(sandbox.ga4.events()) >= store.count_by_status()["sent"],
+            "every move captured and delivered",
+            lambda: settled(store) and sum(store.count_by_status().values()) >= expected,
         )
         time.sleep(2.5)  # a few more polls: nothing new may appear
         for proc in replicas:

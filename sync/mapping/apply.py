@@ -61,6 +61,10 @@ def apply_mapping(mapping: LoadedMapping, t: StageTransition) -> MappingResult:
     label = rule.label(index)
     m = mapping.model
     record = dict(t.fields)
+    if t.field == m.stage_field and t.to_value:
+        # The record is read after the fact: by then its stage may have moved on. A param that
+        # reads the stage field means the stage of this move, not the record's latest one.
+        record[m.stage_field] = t.to_value
     raw_cid = record.get(m.client_id_field)
     if raw_cid is None or str(raw_cid).strip() == "":
         return Skipped("no_client_id", f"field {m.client_id_field} is empty")
