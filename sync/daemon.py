@@ -62,18 +62,12 @@ class ConnectorSchedule:
 
 
 def schedule_for(settings: ConnectorSettings, *, now: datetime | None = None) -> ConnectorSchedule:
-    """`every` or `cron` (exactly one; neither means every 5m). Cron times are UTC.
+    """`every` or `cron` (neither means every 5m). Cron times are UTC.
 
-    Raises:
-        ConfigError: both are set, the interval is not positive, or the cron expression is
-            not a 5-field crontab.
+    ConnectorSettings has already refused both at once, a zero interval and a bad crontab,
+    naming the config file's line, so a schedule that gets here is valid.
     """
     name = settings.name
-    if settings.every is not None and settings.cron is not None:
-        raise ConfigError(
-            f"connector `{name}`: set either `every` (e.g. 5m) or `cron` (e.g. */15 * * * *), "
-            "not both"
-        )
     if settings.cron is not None:
         try:
             trigger = CronTrigger.from_crontab(settings.cron, timezone=UTC)
@@ -85,8 +79,6 @@ def schedule_for(settings: ConnectorSettings, *, now: datetime | None = None) ->
         interval = _longest_gap(trigger, now or datetime.now(UTC))
         return ConnectorSchedule(name, trigger, interval, f"cron `{settings.cron}` (UTC)")
     every = settings.every if settings.every is not None else DEFAULT_EVERY
-    if every.total_seconds() <= 0:
-        raise ConfigError(f"connector `{name}`: `every` must be longer than 0s (e.g. 5m)")
     trigger = IntervalTrigger(seconds=every.total_seconds(), timezone=UTC)
     return ConnectorSchedule(name, trigger, every, f"every {every.total_seconds():g}s")
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
+from bench.chaos import expected_transitions
 from sandbox.runner import SandboxEnvironment
 from state import schema
 from state.store import StateStore
@@ -18,7 +19,6 @@ from sync.cli import main
 from sync.clock import from_micros
 from sync.config import load_config
 from sync.engine import Engine
-from tests.test_daemon import expected_transitions
 
 
 def small_pages_config(sandbox: SandboxEnvironment, state_url: str) -> Path:

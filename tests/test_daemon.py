@@ -24,6 +24,7 @@ import requests
 import yaml
 from click.testing import CliRunner
 
+from bench.chaos import expected_transitions
 from sandbox.ga4 import Faults
 from sandbox.generator import OpportunityGenerator
 from sandbox.runner import SandboxEnvironment
@@ -131,22 +132,6 @@ def statuses(store: StateStore) -> Counter[str]:
 def settled(store: StateStore) -> bool:
     counts = store.count_by_status()
     return not any(counts.get(s) for s in ("pending", "sending", "retry"))
-
-
-def expected_transitions(sandbox: SandboxEnvironment) -> set[tuple[str, str, datetime]]:
-    """Every stage change the sandbox org recorded: history rows whose stage differs."""
-    rows = sorted(
-        sandbox.salesforce.data.rows("OpportunityHistory", include_deleted=False),
-        key=lambda r: (r["OpportunityId"], r["CreatedDate"], r["Id"]),
-    )
-    out: set[tuple[str, str, datetime]] = set()
-    last: dict[str, str] = {}
-    for row in rows:
-        opp, stage = row["OpportunityId"], row["StageName"]
-        if last.get(opp) != stage:
-            out.add((opp, stage, row["CreatedDate"].replace(microsecond=0)))
-        last[opp] = stage
-    return out
 
 
 def assert_nothing_lost_or_doubled(sandbox: SandboxEnvironment, store: StateStore) -> None:

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from pydantic import ValidationError
 
 from connectors.base import ConnectorSettings
 from state.store import ClaimedRow, StateStore
 from sync.daemon import DEFAULT_EVERY, schedule_for
 from sync.engine import CaptureReport
-from sync.errors import ConfigError
 from sync.ga4.client import SendOutcome
 from sync.ga4.windows import classify_window
 from sync.healthz import ScheduledConnector, StatusServer, check_health
@@ -31,12 +31,13 @@ def test_schedule_is_every_or_cron_and_defaults_to_five_minutes() -> None:
     assert schedule_for(settings(cron="*/15 * * * *"), now=NOW).interval == timedelta(minutes=15)
     weekdays = schedule_for(settings(cron="0 9 * * mon-fri"), now=NOW)
     assert weekdays.interval == timedelta(days=3)  # Friday 09:00 -> Monday 09:00
-    with pytest.raises(ConfigError, match="either `every`.*or `cron`"):
-        schedule_for(settings(every="5m", cron="* * * * *"))
-    with pytest.raises(ConfigError, match="not a 5-field crontab"):
-        schedule_for(settings(cron="every monday"))
-    with pytest.raises(ConfigError, match="longer than 0s"):
-        schedule_for(settings(every="0s"))
+    # A bad schedule is refused when the config loads (with its line), before the daemon.
+    with pytest.raises(ValidationError, match="either `every`.*or `cron`"):
+        settings(every="5m", cron="* * * * *")
+    with pytest.raises(ValidationError, match="not a 5-field crontab"):
+        settings(cron="every monday")
+    with pytest.raises(ValidationError, match="longer than 0s"):
+        settings(every="0s")
 
 
 def test_window_classes_follow_ga4s_24h_and_72h_limits() -> None:
