@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from connectors.hubspot import HubspotConnector, HubspotSettings
 from mappings import MAPPINGS_DIR
 from sandbox.hubspot import RateLimits
 from sandbox.hubspot_data import Pipeline, Stage
 from sandbox.runner import HUBSPOT_TOKEN, SandboxEnvironment
+from sync.cli import main
 from sync.model import StageTransition, Status, TimeWindow
 from sync.secrets import SecretRef
 from tests.conftest import EngineFactory
@@ -284,6 +286,14 @@ def test_label_in_two_pipelines_is_refused_naming_both(
     assert "deals_by_label.yaml:6:5: rules[0].to" in error
     assert "`Sales Pipeline` (id closedwon)" in error and "`Renewals` (id 1002)" in error
     assert "`Sales Pipeline/Closed won` or `Renewals/Closed won`" in error
+    # `mappings validate` says so too, before a daemon ever runs the mapping.
+    config = engine.config.path
+    result = CliRunner().invoke(main, ["--config", str(config), "mappings", "validate"])
+    assert result.exit_code == 1, result.output
+    assert (
+        "deals_by_label.yaml:6:5: rules[0].to[0]: stage label `Closed won` is in 2" in result.output
+    )
+    assert "`Renewals/Closed won` or `Sales Pipeline/Closed won`" in result.output
 
 
 def test_stage_labels_qualified_labels_and_ids_all_match_the_stored_id(

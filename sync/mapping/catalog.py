@@ -29,6 +29,7 @@ def fetch_catalog(settings: Any, mapping: MappingFile, *, base_dir: Path) -> Fie
         raise CatalogUnavailable(redact(f"cannot connect: {exc}")) from None
     try:
         names, source, stages = _describe(connector, mapping)
+        ambiguous = _ambiguous_labels(connector)
     except CatalogUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - the CRM's own error, shown to the person
@@ -37,7 +38,24 @@ def fetch_catalog(settings: Any, mapping: MappingFile, *, base_dir: Path) -> Fie
         close = getattr(connector, "close", None)
         if callable(close):
             close()
-    return FieldCatalog(mapping.object, frozenset(names), source, stages)
+    return FieldCatalog(mapping.object, frozenset(names), source, stages, ambiguous)
+
+
+def _ambiguous_labels(connector: Any) -> dict[str, tuple[str, ...]]:
+    """Labels shared by stages of several pipelines (HubSpot's `Closed won` in each one).
+
+    The connector refuses such a label at run time; validate says so before the daemon does.
+    """
+    vocabulary_of = getattr(connector, "stage_vocabulary", None)
+    vocabulary = vocabulary_of() if callable(vocabulary_of) else None
+    if vocabulary is None:
+        return {}
+    by_label: dict[str, dict[str, str]] = {}
+    for option in vocabulary.options:
+        if option.group:
+            qualified = f"{option.group}/{option.label}"
+            by_label.setdefault(option.label.strip().lower(), {})[option.id] = qualified
+    return {label: tuple(sorted(ids.values())) for label, ids in by_label.items() if len(ids) > 1}
 
 
 def _describe(connector: Any, mapping: MappingFile) -> tuple[list[str], str, frozenset[str] | None]:

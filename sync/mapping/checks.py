@@ -8,8 +8,8 @@ naming rules are in `ga4_checks.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from sync.mapping.model import FieldParam, MappingFile, Rule
 from sync.validation_errors import suggest
@@ -36,6 +36,8 @@ class FieldCatalog:
     """Where the list came from, e.g. `Salesforce describe of Opportunity`."""
     stages: frozenset[str] | None = None
     """Values and labels the stage field can hold (picklist, pipeline stages), when known."""
+    ambiguous: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Lower-cased stage labels found in several pipelines -> the `Pipeline/Label` names."""
 
 
 # -- rules together ----------------------------------------------------------------------------
@@ -184,6 +186,18 @@ def check_stages(rules: list[tuple[int, Rule]], catalog: FieldCatalog) -> list[F
     for i, rule in rules:
         for kind, values in (("from", rule.from_values()), ("to", rule.to_values())):
             for j, value in enumerate(values):
+                qualified = catalog.ambiguous.get(value.strip().lower())
+                if qualified:
+                    out.append(
+                        Finding(
+                            ("rules", i, kind, j),
+                            f"stage label `{value}` is in {len(qualified)} pipelines; a rule "
+                            "must name exactly one stage",
+                            "the same label in several pipelines is refused at run time",
+                            "write " + " or ".join(f"`{q}`" for q in qualified) + ", or the id",
+                        )
+                    )
+                    continue
                 if value == "*" or not value or value.strip().lower() in known:
                     continue
                 hint = suggest(value, choices)
