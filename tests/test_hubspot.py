@@ -356,9 +356,15 @@ def test_contacts_lifecycle_and_lead_status_from_a_scenario(
     )
     report = engine.run_once()
     assert report.captures[0].status == "ok", report.captures[0].error
-    names = [e["name"] for e in hub.ga4.events()]
-    assert names == ["generate_lead", "qualify_lead", "disqualify_lead"]
-    assert hub.ga4.events()[2]["params"]["disqualified_lead_reason"] == "BAD_TIMING"
+    # Each event carries the lifecycle stage of its own move (user property and param), so
+    # the three go in separate requests; GA4 orders them by timestamp, and so does this test.
+    events = sorted(hub.ga4.events(), key=lambda e: e["timestamp_micros"])
+    assert [e["name"] for e in events] == ["generate_lead", "qualify_lead", "disqualify_lead"]
+    assert events[1]["params"]["lead_status"] == "marketingqualifiedlead"
+    assert events[2]["params"]["disqualified_lead_reason"] == "BAD_TIMING"
+    hits = sorted(hub.ga4.hits, key=lambda h: h.body["events"][0]["timestamp_micros"])
+    stages = [hit.body["user_properties"]["crm_lifecycle_stage"]["value"] for hit in hits]
+    assert stages == ["lead", "marketingqualifiedlead", "other"]
     rows = engine.store.list_outbox()
     assert all(r["detected_by"] == "history" for r in rows) and len(rows) == 3
 
