@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from state import schema as s
 from sync.model import Status
@@ -180,61 +180,40 @@ class OutboxAdmin:
     # -- operator actions ------------------------------------------------------------------
     def resend(self, keys: Sequence[str], now: datetime, reason: str) -> int:
         """Put rows back in the queue; a person decided (e.g. after checking GA4 for unknowns)."""
-        changed = 0
-        with self.engine.begin() as conn:  # one transaction: all of a person's decision or none
-            for chunk in _chunks(keys):
-                changed += self._resend_chunk(conn, chunk, now, reason)
-        return changed
-
-    def _resend_chunk(
-        self, conn: Connection, keys: Sequence[str], now: datetime, reason: str
-    ) -> int:
         o = s.outbox
-        return int(
-            conn.execute(
-                sa.update(o)
-                .where(
-                    o.c.key.in_(list(keys)),
-                    o.c.status.in_([st.value for st in RESENDABLE]),
-                    o.c.payload.is_not(None),
-                )
-                .values(
-                    status=Status.PENDING.value,
-                    next_attempt_at=now,
-                    updated_at=now,
-                    claim_token=None,
-                    lease_until=None,
-                    reason=reason,
-                )
-            ).rowcount
-            or 0
+        return self._decide(
+            keys,
+            [o.c.status.in_([st.value for st in RESENDABLE]), o.c.payload.is_not(None)],
+            {
+                "status": Status.PENDING.value,
+                "next_attempt_at": now,
+                "updated_at": now,
+                "claim_token": None,
+                "lease_until": None,
+                "reason": reason,
+            },
         )
 
     def discard(self, keys: Sequence[str], now: datetime, reason: str) -> int:
-        changed = 0
-        with self.engine.begin() as conn:  # one transaction: all of a person's decision or none
-            for chunk in _chunks(keys):
-                changed += self._discard_chunk(conn, chunk, now, reason)
-        return changed
-
-    def _discard_chunk(
-        self, conn: Connection, keys: Sequence[str], now: datetime, reason: str
-    ) -> int:
         o = s.outbox
-        return int(
-            conn.execute(
-                sa.update(o)
-                .where(
-                    o.c.key.in_(list(keys)),
-                    o.c.status != Status.SENT.value,
-                    o.c.status != Status.SENDING.value,
-                )
-                .values(
-                    status=Status.DISCARDED.value, updated_at=now, reason=f"discarded: {reason}"
-                )
-            ).rowcount
-            or 0
+        return self._decide(
+            keys,
+            [o.c.status != Status.SENT.value, o.c.status != Status.SENDING.value],
+            {"status": Status.DISCARDED.value, "updated_at": now, "reason": f"discarded: {reason}"},
         )
+
+    def _decide(self, keys: Sequence[str], allowed: list[Any], values: dict[str, Any]) -> int:
+        """Apply a person's decision to the rows it may touch, in key chunks (PostgreSQL takes
+        at most 65,535 parameters), all in one transaction: all of the decision or none."""
+        o = s.outbox
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(keys):
+                result = conn.execute(
+                    sa.update(o).where(o.c.key.in_(list(chunk)), *allowed).values(**values)
+                )
+                changed += int(result.rowcount or 0)
+        return changed
 
     def prune(
         self, *, older_than: datetime, keep_since: dict[str, datetime], dry_run: bool = False
