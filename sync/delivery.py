@@ -13,11 +13,12 @@ waste a large part of it.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -139,6 +140,9 @@ class Delivery:
         exhausted = False
         finished: list[tuple[_Flight, SendOutcome]] = []
         last_settle = time.monotonic()
+        # Finished requests arrive here (a done-callback per future): O(1) per request, where
+        # `concurrent.futures.wait` locks every pending future on each call.
+        completed: queue.SimpleQueue[Future[SendOutcome]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ga4send") as pool:
             while True:
                 # Keep a queue of about two requests per worker so no worker waits on the DB.
@@ -160,11 +164,14 @@ class Delivery:
                         exhausted = True
                         break
                     for flight in self._ready(claimed, pool, report):
-                        in_flight[pool.submit(self.client.collect, flight.batch.body)] = flight
+                        future = pool.submit(self.client.collect, flight.batch.body)
+                        in_flight[future] = flight
+                        future.add_done_callback(completed.put)
                 if not in_flight:
                     break
-                done, _ = wait(in_flight, timeout=SETTLE_EVERY_S, return_when=FIRST_COMPLETED)
-                new = [(in_flight.pop(f), _result(f)) for f in done]
+                done = _take_completed(completed, SETTLE_EVERY_S)
+                # A future cancelled by _hold_back reports here too, but has left in_flight.
+                new = [(in_flight.pop(f), _result(f)) for f in done if f in in_flight]
                 finished += new
                 slow_down = slow_down_seconds(o for _, o in new)
                 if slow_down is not None and not exhausted:
@@ -393,6 +400,21 @@ class Delivery:
             reason=f"attempt {row.attempts}: {outcome.detail}"
             + (f" (Retry-After {outcome.retry_after:g} s)" if outcome.retry_after else ""),
         )
+
+
+def _take_completed(
+    completed: queue.SimpleQueue[Future[SendOutcome]], timeout: float
+) -> list[Future[SendOutcome]]:
+    """Every request finished so far, waiting up to `timeout` for the first one."""
+    try:
+        done = [completed.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(completed.get_nowait())
+        except queue.Empty:
+            return done
 
 
 def _result(future: Future[SendOutcome]) -> SendOutcome:
