@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 
+from connectors.csv import CsvConnector, CsvSettings
 from sandbox.runner import SandboxEnvironment
 from state.store import StateStore
 from sync.config import Config, load_config
 from sync.engine import Engine
+from sync.mapping.model import MappingFile
+from sync.model import RejectedRecord, StageTransition, TimeWindow
 
 DATA = Path(__file__).parent / "data" / "csv"
 POS_MAPPING = DATA / "pos_mapping.yaml"
 HEADER = "order_id,type,sold_at,amount,ga_client_id,ga_session_id,note"
 BERLIN = ZoneInfo("Europe/Berlin")
+EVERYTHING = TimeWindow(start=datetime(2000, 1, 1, tzinfo=UTC))
+
+
+def read_csv_files(
+    base_dir: Path, path: str, mapping: MappingFile, **settings: object
+) -> tuple[list[StageTransition], list[RejectedRecord], list[str]]:
+    """Everything a CSV connector reads from `path` (a glob under base_dir), straight from it."""
+    conn = CsvConnector(
+        CsvSettings(name="pos", mapping="m.yaml", path=path, **settings),  # type: ignore[arg-type]
+        mapping=mapping,
+        base_dir=base_dir,
+    )
+    transitions: list[StageTransition] = []
+    rejected: list[RejectedRecord] = []
+    for page in conn.fetch_transitions(EVERYTHING):
+        transitions += page.transitions
+        rejected += page.rejected
+    return transitions, rejected, conn.warnings
 
 
 def berlin(when: datetime) -> str:

@@ -23,7 +23,15 @@ from sandbox.runner import SandboxEnvironment
 from sync.cli import main
 from sync.mapping.model import MappingFile
 from sync.model import RejectedRecord, StageTransition, Status, TimeWindow
-from tests.csv_support import HEADER, POS_MAPPING, berlin, csv_config, csv_engine, write_rows
+from tests.csv_support import (
+    HEADER,
+    POS_MAPPING,
+    berlin,
+    csv_config,
+    csv_engine,
+    read_csv_files,
+    write_rows,
+)
 
 EVERYTHING = TimeWindow(start=datetime(2000, 1, 1, tzinfo=UTC))
 ISO_ROW = "{id},purchase,2026-03-01T10:00:00Z,5,1.2,,{note}"
@@ -38,17 +46,7 @@ def _iso_mapping() -> MappingFile:
 def _read(
     folder: Path, **settings: object
 ) -> tuple[list[StageTransition], list[RejectedRecord], list[str]]:
-    conn = CsvConnector(
-        CsvSettings(name="pos", mapping="m.yaml", path="*.csv", **settings),  # type: ignore[arg-type]
-        mapping=_iso_mapping(),
-        base_dir=folder,
-    )
-    transitions: list[StageTransition] = []
-    rejected: list[RejectedRecord] = []
-    for page in conn.fetch_transitions(EVERYTHING):
-        transitions += page.transitions
-        rejected += page.rejected
-    return transitions, rejected, conn.warnings
+    return read_csv_files(folder, "*.csv", _iso_mapping(), **settings)
 
 
 # -- CSV files -----------------------------------------------------------------------------

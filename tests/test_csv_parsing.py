@@ -14,7 +14,7 @@ from connectors.csv_time import TimeParser, TimeValueError, load_timezone
 from sync.errors import ConfigError
 from sync.mapping.model import MappingFile
 from sync.model import RejectedRecord, StageTransition, TimeWindow
-from tests.csv_support import DATA, POS_MAPPING
+from tests.csv_support import DATA, POS_MAPPING, read_csv_files
 
 EVERYTHING = TimeWindow(start=datetime(2000, 1, 1, tzinfo=UTC))
 
@@ -29,17 +29,7 @@ def _mapping(**csv_overrides: object) -> MappingFile:
 def _read(
     path: str, mapping: MappingFile | None = None, **settings: object
 ) -> tuple[list[StageTransition], list[RejectedRecord], list[str]]:
-    conn = CsvConnector(
-        CsvSettings(name="pos", mapping="m.yaml", path=path, **settings),  # type: ignore[arg-type]
-        mapping=mapping or _mapping(),
-        base_dir=DATA,
-    )
-    transitions: list[StageTransition] = []
-    rejected: list[RejectedRecord] = []
-    for page in conn.fetch_transitions(EVERYTHING):
-        transitions += page.transitions
-        rejected += page.rejected
-    return transitions, rejected, conn.warnings
+    return read_csv_files(DATA, path, mapping or _mapping(), **settings)
 
 
 def test_excel_utf8_bom_semicolons_quotes_and_blank_lines() -> None:
