@@ -55,7 +55,7 @@ def _populate(data: Any, records: int, changed: int, now: datetime, seed: int) -
 
 def _serve(records: int, changed: int, workdir: str, out: Any, stop: EventType) -> None:
     """Child process: Salesforce + GA4 sandboxes with the generated org, until told to stop."""
-    from sandbox.runner import SandboxEnvironment
+    from ga4sync.sandbox.runner import SandboxEnvironment
 
     env = SandboxEnvironment(Path(workdir))
     t0 = time.perf_counter()
@@ -70,10 +70,10 @@ def _serve(records: int, changed: int, workdir: str, out: Any, stop: EventType) 
 
 def _ga4sync_side(config_path: str, out: Any) -> None:
     """Child process: `ga4sync backfill` over the window (the library call the CLI makes)."""
-    from state.store import StateStore
-    from sync.backfill import Backfill, BackfillRequest
-    from sync.config import load_config
-    from sync.engine import Engine
+    from ga4sync.pipeline.backfill import Backfill, BackfillRequest
+    from ga4sync.pipeline.config import load_config
+    from ga4sync.pipeline.engine import Engine
+    from ga4sync.state.store import StateStore
 
     config = load_config(config_path)
     store = StateStore.open(config.state_url())
@@ -102,13 +102,12 @@ def _naive_side(config_path: str, out: Any) -> None:
     """Child process: load everything, diff in pandas, then post each event."""
     import pandas as pd
     import requests
+    from ga4sync.core.model import MappedEvent, StageTransition
+    from ga4sync.ga4.payload import request_body, stored_payload
+    from ga4sync.mapping.apply import apply_mapping
+    from ga4sync.mapping.load import load_mapping
+    from ga4sync.pipeline.config import load_config
     from simple_salesforce import Salesforce
-
-    from sync.config import load_config
-    from sync.ga4.payload import request_body, stored_payload
-    from sync.mapping.apply import apply_mapping
-    from sync.mapping.load import load_mapping
-    from sync.model import MappedEvent, StageTransition
 
     config = load_config(config_path)
     settings: Any = config.connectors[0]

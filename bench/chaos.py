@@ -39,13 +39,13 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.sandbox.generator import OpportunityGenerator
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.store import StateStore
 
 from bench.common import result_line
-from sandbox.ga4 import Faults
-from sandbox.generator import OpportunityGenerator
-from sandbox.runner import SandboxEnvironment
-from state.store import StateStore
-from sync.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -146,7 +146,7 @@ def ga4sync_run(
     """One ga4sync subprocess (`run` unless told otherwise), sent `sig` after `kill_after`."""
     with log.open("a") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sync.cli", "--config", str(config), *(args or ["run"])],
+            [sys.executable, "-m", "ga4sync", "--config", str(config), *(args or ["run"])],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -355,8 +355,8 @@ def naive_duplicates(
     returns how many events GA4 received more than once."""
     import sqlite3
 
-    from sandbox.runner import GA4_SECRET, MEASUREMENT_ID
-    from sync.ga4.payload import request_body
+    from ga4sync.ga4.payload import request_body
+    from ga4sync.sandbox.runner import GA4_SECRET, MEASUREMENT_ID
 
     db_path = workdir / "naive.db"
     db = sqlite3.connect(db_path)

@@ -84,9 +84,9 @@ def write_files(workdir: Path, rows: int) -> Path:
 
 
 def run_ga4sync(config_path: str, out: Any) -> None:
-    from state.store import StateStore
-    from sync.config import load_config
-    from sync.engine import Engine
+    from ga4sync.pipeline.config import load_config
+    from ga4sync.pipeline.engine import Engine
+    from ga4sync.state.store import StateStore
 
     config = load_config(config_path)
     store = StateStore.open(config.state_url())
@@ -111,12 +111,12 @@ def run_ga4sync(config_path: str, out: Any) -> None:
 
 
 def run_naive(config_path: str, sample: int, out: Any) -> None:
-    from connectors.csv_time import TimeParser
-    from state.store import StateStore
-    from sync.capture import row_for_transition
-    from sync.config import load_config
-    from sync.mapping.load import load_mapping
-    from sync.model import StageTransition
+    from ga4sync.connectors.csv_time import TimeParser
+    from ga4sync.core.model import StageTransition
+    from ga4sync.mapping.load import load_mapping
+    from ga4sync.pipeline.capture import row_for_transition
+    from ga4sync.pipeline.config import load_config
+    from ga4sync.state.store import StateStore
 
     config = load_config(config_path)
     store = StateStore.open(config.state_url().replace("state.db", "naive.db"))

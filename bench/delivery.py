@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from ga4sync.core.clock import SystemClock
+from ga4sync.core.model import Ga4Event, Identity, Status
+from ga4sync.ga4.payload import group_key, stored_payload
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.pipeline.ga4_client import Ga4Client
+from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, ServerKind, serve_ga4
+from ga4sync.state.store import OutboxRow, StateStore
 
 from bench.common import cpu_seconds, peak_rss_mb, result_line
-from sandbox.ga4 import Faults, Ga4Sandbox, ServerKind, serve_ga4
-from state.store import OutboxRow, StateStore
-from sync.clock import SystemClock
-from sync.delivery import Delivery, DeliverySettings
-from sync.ga4.client import Ga4Client
-from sync.ga4.payload import group_key, stored_payload
-from sync.model import Ga4Event, Identity, Status
 
 SECRET = "bench-ga4-api-secret"
 MEASUREMENT_ID = "G-BENCH0001"

@@ -28,16 +28,16 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
+from ga4sync.connectors.hubspot_api import parse_hs_time
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.pipeline.config import load_config
+from ga4sync.pipeline.engine import Engine
+from ga4sync.sandbox.hubspot import HubspotSandbox, RateLimits
+from ga4sync.sandbox.hubspot_data import DEFAULT_DEAL_STAGES, HubspotData
+from ga4sync.state.store import StateStore
 from hubspot import HubSpot
 
 from bench.common import peak_rss_mb, result_line
-from connectors.hubspot_api import parse_hs_time
-from mappings import MAPPINGS_DIR
-from sandbox.hubspot import HubspotSandbox, RateLimits
-from sandbox.hubspot_data import DEFAULT_DEAL_STAGES, HubspotData
-from state.store import StateStore
-from sync.config import load_config
-from sync.engine import Engine
 
 TOKEN = "bench-hubspot-token"
 LOOKBACK = timedelta(hours=3)

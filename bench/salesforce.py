@@ -30,17 +30,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import requests
+from ga4sync.connectors.registry import build_connector
+from ga4sync.connectors.salesforce_soql import parse_sf_datetime, soql_datetime, soql_quote
+from ga4sync.core.model import TimeWindow
+from ga4sync.mapping.load import load_mapping
+from ga4sync.pipeline.config import Config, load_config
+from ga4sync.pipeline.engine import Engine
+from ga4sync.sandbox.runner import SF_SESSION, SandboxEnvironment
+from ga4sync.state.store import StateStore
 from simple_salesforce import Salesforce
 
 from bench.common import peak_rss_mb, result_line
-from connectors.registry import build_connector
-from connectors.salesforce_soql import parse_sf_datetime, soql_datetime, soql_quote
-from sandbox.runner import SF_SESSION, SandboxEnvironment
-from state.store import StateStore
-from sync.config import Config, load_config
-from sync.engine import Engine
-from sync.mapping.load import load_mapping
-from sync.model import TimeWindow
 
 LOOKBACK = timedelta(hours=72)
 

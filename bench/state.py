@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from ga4sync.core.model import Status
+from ga4sync.state import schema as s
+from ga4sync.state.store import OutboxRow, Settlement, StateStore
 
 from bench.common import peak_rss_mb, result_line
-from state import schema as s
-from state.store import OutboxRow, Settlement, StateStore
-from sync.model import Status
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PAGE = 2000

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol
 
+from ga4sync.core.durations import Duration
+from ga4sync.core.model import TimeWindow, TransitionPage
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from sync.durations import Duration
-from sync.model import TimeWindow, TransitionPage
 
 
 class ConnectorSettings(BaseModel):

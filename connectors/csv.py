@@ -26,11 +26,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
-
-from connectors.base import ApiUsage, ConnectorSettings
-from connectors.csv_cells import cell_text, number_columns, read_number
-from connectors.csv_files import (
+from ga4sync.connectors.base import ApiUsage, ConnectorSettings
+from ga4sync.connectors.csv_cells import cell_text, number_columns, read_number
+from ga4sync.connectors.csv_files import (
     CELL_LIMIT,
     FileFingerprint,
     count_records,
@@ -38,11 +36,12 @@ from connectors.csv_files import (
     matching_files,
     sniff_delimiter,
 )
-from connectors.csv_time import TimeParser, TimeValueError, load_timezone
-from connectors.salesforce_history import SnapshotLookup
-from sync.errors import ConfigError
-from sync.mapping.model import CsvColumns, MappingFile
-from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+from ga4sync.connectors.csv_time import TimeParser, TimeValueError, load_timezone
+from ga4sync.connectors.salesforce_history import SnapshotLookup
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+from ga4sync.mapping.model import CsvColumns, MappingFile
+from pydantic import Field, field_validator
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from sync.mapping.model import FieldParam, MappingFile
+from ga4sync.mapping.model import FieldParam, MappingFile
 
 DECIMAL_COMMA = re.compile(r",\d{1,2}$")
 """`19,90`, `1.234,5`: a comma followed by one or two final digits is never a thousands

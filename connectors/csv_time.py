@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sync.errors import ConfigError
+from ga4sync.core.errors import ConfigError
 
 
 class TimeValueError(ValueError):

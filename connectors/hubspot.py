@@ -18,15 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from ga4sync.connectors.base import ApiUsage, ConnectorSettings
+from ga4sync.connectors.hubspot_api import ApiPolicy, HsObject, HubspotApi
+from ga4sync.connectors.hubspot_search import SEARCH_CAP, ChangedRecords, Hit, to_ms
+from ga4sync.core.durations import Duration
+from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+from ga4sync.core.secrets import SecretRef
+from ga4sync.pipeline.stage_vocabulary import StageOption, StageVocabulary
 from pydantic import Field, field_validator
-
-from connectors.base import ApiUsage, ConnectorSettings
-from connectors.hubspot_api import ApiPolicy, HsObject, HubspotApi
-from connectors.hubspot_search import SEARCH_CAP, ChangedRecords, Hit, to_ms
-from connectors.stage_vocabulary import StageOption, StageVocabulary
-from sync.durations import Duration
-from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
-from sync.secrets import SecretRef
 
 log = logging.getLogger(__name__)
 

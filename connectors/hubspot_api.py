@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ga4sync.connectors.base import ApiUsage
+from ga4sync.core.errors import ConnectorError, QuotaExhausted
+from ga4sync.core.secrets import redact
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
-
-from connectors.base import ApiUsage
-from sync.errors import ConnectorError, QuotaExhausted
-from sync.secrets import redact
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from connectors.hubspot_api import SearchPage, parse_hs_time
-from sync.errors import ConnectorError
+from ga4sync.connectors.hubspot_api import SearchPage, parse_hs_time
+from ga4sync.core.errors import ConnectorError
 
 SEARCH_CAP = 10_000
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Connector
-from connectors.csv import CsvConnector, CsvSettings
-from connectors.hubspot import HubspotConnector, HubspotSettings
-from connectors.salesforce import SalesforceConnector, SalesforceSettings
-from connectors.salesforce_history import KnownKeys, SnapshotLookup
-from sync.mapping.model import MappingFile
+from ga4sync.connectors.base import Connector
+from ga4sync.connectors.csv import CsvConnector, CsvSettings
+from ga4sync.connectors.hubspot import HubspotConnector, HubspotSettings
+from ga4sync.connectors.salesforce import SalesforceConnector, SalesforceSettings
+from ga4sync.connectors.salesforce_history import KnownKeys, SnapshotLookup
+from ga4sync.mapping.model import MappingFile
 
 AnyConnectorSettings = SalesforceSettings | HubspotSettings | CsvSettings
 

@@ -19,6 +19,33 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+from ga4sync.connectors.base import ApiUsage, ConnectorSettings
+from ga4sync.connectors.salesforce_auth import (
+    LoginTarget,
+    SalesforceAuth,
+    SessionAuth,
+    open_client,
+)
+from ga4sync.connectors.salesforce_errors import (
+    sf_code,
+    sf_message,
+    unknown_field_problem,
+    unknown_object_problem,
+)
+from ga4sync.connectors.salesforce_history import (
+    FieldHistory,
+    FieldHistoryReader,
+    KnownKeys,
+    OpportunityHistoryReader,
+    ReadSpec,
+    SnapshotLookup,
+)
+from ga4sync.connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
+from ga4sync.core.durations import Duration
+from ga4sync.core.errors import ConfigError, ConnectorError, MappingError, QuotaExhausted
+from ga4sync.core.model import TimeWindow, TransitionPage
+from ga4sync.core.secrets import redact
+from ga4sync.mapping.model import MappingFile
 from pydantic import Field, model_validator
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
@@ -27,34 +54,6 @@ from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceRefusedRequest,
 )
-
-from connectors.base import ApiUsage, ConnectorSettings
-from connectors.salesforce_auth import (
-    LoginTarget,
-    SalesforceAuth,
-    SessionAuth,
-    open_client,
-)
-from connectors.salesforce_errors import (
-    sf_code,
-    sf_message,
-    unknown_field_problem,
-    unknown_object_problem,
-)
-from connectors.salesforce_history import (
-    FieldHistory,
-    FieldHistoryReader,
-    KnownKeys,
-    OpportunityHistoryReader,
-    ReadSpec,
-    SnapshotLookup,
-)
-from connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
-from sync.durations import Duration
-from sync.errors import ConfigError, ConnectorError, MappingError, QuotaExhausted
-from sync.mapping.model import MappingFile
-from sync.model import TimeWindow, TransitionPage
-from sync.secrets import redact
 
 log = logging.getLogger(__name__)
 

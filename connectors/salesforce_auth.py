@@ -15,12 +15,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.secrets import SecretRef, redact
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
-
-from sync.errors import ConfigError
-from sync.secrets import SecretRef, redact
 
 
 class SessionAuth(BaseModel):

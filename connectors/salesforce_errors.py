@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 
+from ga4sync.core.yamlsource import YamlSourceError, load_yaml_file
+from ga4sync.mapping.checks import field_refs
+from ga4sync.mapping.model import MappingFile
 from simple_salesforce.exceptions import SalesforceError
-
-from sync.mapping.checks import field_refs
-from sync.mapping.model import MappingFile
-from sync.yamlsource import YamlSourceError, load_yaml_file
 
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)' on (?:entity|sobject of type) '?(\w+)'?")
 

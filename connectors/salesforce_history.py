@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from connectors.salesforce_soql import (
+from ga4sync.connectors.salesforce_soql import (
     id_batches,
     parse_sf_datetime,
     soql_datetime,
     soql_quote,
     time_range,
 )
-from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
 
 SnapshotLookup = Callable[[list[str]], Mapping[str, str | None]]
 """record ids -> the stage value the state store last saw for each (absent: never seen)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.salesforce_history import (
+from ga4sync.connectors.salesforce_history import (
     FieldHistory,
     ReadSpec,
     SnapshotLookup,
@@ -23,8 +23,8 @@ from connectors.salesforce_history import (
     maybe_time,
     text,
 )
-from connectors.salesforce_soql import id_batches, parse_sf_date, time_range
-from sync.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
+from ga4sync.connectors.salesforce_soql import id_batches, parse_sf_date, time_range
+from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
 
 CONVERTED_STAGE = "Converted"
 """The pseudo-stage a converted Lead moves to; a mapping rule can say `to: Converted`."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox.http import Request, Response
+from ga4sync.sandbox.http import Request, Response
 
 DelayedHandler = Callable[[Request], tuple[float, Response]]
 """request -> (seconds to wait before answering, the answer)."""

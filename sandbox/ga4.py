@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from sandbox.aio_http import AsyncSandboxServer
-from sandbox.http import App, Request, Response, SandboxServer
-from sync.clock import Clock, SystemClock
-from sync.ga4.rules import NotJson, debug_response, validate_body
+from ga4sync.core.clock import Clock, SystemClock
+from ga4sync.ga4.rules import NotJson, debug_response, validate_body
+from ga4sync.sandbox.aio_http import AsyncSandboxServer
+from ga4sync.sandbox.http import App, Request, Response, SandboxServer
 
 
 @dataclass

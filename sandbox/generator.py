@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sandbox.salesforce_data import SalesforceData
+from ga4sync.sandbox.salesforce_data import SalesforceData
 
 OPPORTUNITY_STAGES = [
     "Prospecting",

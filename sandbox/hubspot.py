@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.http import App, Request, Response, SandboxServer
-from sandbox.hubspot_data import (
+from ga4sync.sandbox.http import App, Request, Response, SandboxServer
+from ga4sync.sandbox.hubspot_data import (
     DEFAULT_SEARCH_PROPERTIES,
     HsRecord,
     HubspotData,
     hs_time,
     modified_property,
 )
-from sandbox.hubspot_query import QueryError, parse_filter_groups, parse_sorts, run_search
-from sandbox.hubspot_wire import (
+from ga4sync.sandbox.hubspot_query import QueryError, parse_filter_groups, parse_sorts, run_search
+from ga4sync.sandbox.hubspot_wire import (
     hs_error,
     pipeline_json,
     property_json,

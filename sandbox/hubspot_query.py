@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sandbox.hubspot_data import HsRecord, HubspotData, modified_property, to_ms
+from ga4sync.sandbox.hubspot_data import HsRecord, HubspotData, modified_property, to_ms
 
 OPERATORS = frozenset(
     {

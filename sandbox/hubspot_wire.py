@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sandbox.http import Response
-from sandbox.hubspot_data import (
+from ga4sync.sandbox.http import Response
+from ga4sync.sandbox.hubspot_data import (
     HistoryEntry,
     HsRecord,
     Pipeline,

@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from mappings import MAPPINGS_DIR
-from sandbox.ga4 import Ga4Sandbox
-from sandbox.generator import OpportunityGenerator
-from sandbox.http import SandboxServer, make_tls
-from sandbox.hubspot import HubspotSandbox
-from sandbox.salesforce import SalesforceSandbox
-from sandbox.scenario import apply_hubspot, apply_salesforce, load_scenario
-from sync.clock import ManualClock
+from ga4sync.core.clock import ManualClock
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.sandbox.ga4 import Ga4Sandbox
+from ga4sync.sandbox.generator import OpportunityGenerator
+from ga4sync.sandbox.http import SandboxServer, make_tls
+from ga4sync.sandbox.hubspot import HubspotSandbox
+from ga4sync.sandbox.salesforce import SalesforceSandbox
+from ga4sync.sandbox.scenario import apply_hubspot, apply_salesforce, load_scenario
 
 GA4_SECRET = "sandbox-ga4-api-secret"
 SF_SESSION = "sandbox-session"

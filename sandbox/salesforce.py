@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sandbox import soql
-from sandbox.http import App, Request, Response
-from sandbox.salesforce_auth import SandboxCredentials, add_login_routes
-from sandbox.salesforce_data import SALESFORCE_ID, SalesforceData, sf_time
+from ga4sync.sandbox import soql
+from ga4sync.sandbox.http import App, Request, Response
+from ga4sync.sandbox.salesforce_auth import SandboxCredentials, add_login_routes
+from ga4sync.sandbox.salesforce_data import SALESFORCE_ID, SalesforceData, sf_time
 
 API_VERSION_PATH = r"/services/data/v(?P<ver>\d+\.\d)"
 

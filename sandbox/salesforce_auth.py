@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from sandbox.http import App, Request, Response
+from ga4sync.sandbox.http import App, Request, Response
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

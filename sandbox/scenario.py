@@ -38,10 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from sandbox.hubspot_data import HubspotData, Pipeline, Stage
-from sandbox.salesforce_data import SALESFORCE_ID, SalesforceData
-from sync.durations import parse_duration
+from ga4sync.core.durations import parse_duration
+from ga4sync.sandbox.hubspot_data import HubspotData, Pipeline, Stage
+from ga4sync.sandbox.salesforce_data import SALESFORCE_ID, SalesforceData
 
 
 class ScenarioError(ValueError):

@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from ga4sync.core.model import Status
+from ga4sync.state import schema as s
 from sqlalchemy.engine import Engine
-
-from state import schema as s
-from sync.model import Status
 
 RESOLVED = (Status.SENT, Status.SKIPPED, Status.INVALID, Status.DISCARDED, Status.DEAD)
 ONCE_BLOCKING = (Status.PENDING, Status.SENDING, Status.SENT, Status.RETRY, Status.UNKNOWN)

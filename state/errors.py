@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
+from ga4sync.core.errors import Ga4SyncError
 from sqlalchemy.engine import make_url
-
-from sync.errors import Ga4SyncError
 
 SETUP = 2
 UNAVAILABLE = 1

@@ -22,11 +22,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
+from ga4sync.core.errors import Ga4SyncError
+from ga4sync.state import schema as s
+from ga4sync.state.sql import insert_ignore
 from sqlalchemy.engine import Connection, Engine
-
-from state import schema as s
-from state.sql import insert_ignore
-from sync.errors import Ga4SyncError
 
 
 class LockLost(Ga4SyncError):

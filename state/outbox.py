@@ -17,12 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from ga4sync.core.clock import ensure_utc
+from ga4sync.core.model import Status
+from ga4sync.state import schema as s
+from ga4sync.state.sql import retry_on_disconnect, to_json
 from sqlalchemy.engine import Engine
-
-from state import schema as s
-from state.sql import retry_on_disconnect, to_json
-from sync.clock import ensure_utc
-from sync.model import Status
 
 
 @dataclass

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from ga4sync.state import schema as s
+from ga4sync.state.sql import retry_on_disconnect
 from sqlalchemy.engine import Engine
-
-from state import schema as s
-from state.sql import retry_on_disconnect
 
 
 class RunLog:

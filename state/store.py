@@ -16,24 +16,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-
-from state import schema as s
-from state.admin import ONCE_BLOCKING, RESOLVED, OutboxAdmin, PruneResult
-from state.errors import describe, safe_url
-from state.locks import (
+from ga4sync.core.clock import ensure_utc
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import Status
+from ga4sync.state import schema as s
+from ga4sync.state.admin import ONCE_BLOCKING, RESOLVED, OutboxAdmin, PruneResult
+from ga4sync.state.errors import describe, safe_url
+from ga4sync.state.locks import (
     AdvisoryLock,
     CaptureLock,
     LeaseLock,
     release_lease_lock,
     try_lease_lock,
 )
-from state.outbox import ClaimedRow, DeliveryQueue, Settlement
-from state.runs import RunLog
-from state.sql import insert_ignore, retry_on_disconnect, to_json
-from sync.clock import ensure_utc
-from sync.errors import ConfigError
-from sync.model import Status
+from ga4sync.state.outbox import ClaimedRow, DeliveryQueue, Settlement
+from ga4sync.state.runs import RunLog
+from ga4sync.state.sql import insert_ignore, retry_on_disconnect, to_json
+from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
     "RESOLVED",

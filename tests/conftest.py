@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from sandbox.runner import SandboxEnvironment
-from state.store import StateStore
-from sync.config import Config, load_config
-from sync.engine import Engine
+from ga4sync.pipeline.config import Config, load_config
+from ga4sync.pipeline.engine import Engine
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.store import StateStore
 
 PG_BASE = os.environ.get("GA4SYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -8,14 +8,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-
-from connectors.csv import CsvConnector, CsvSettings
-from sandbox.runner import SandboxEnvironment
-from state.store import StateStore
-from sync.config import Config, load_config
-from sync.engine import Engine
-from sync.mapping.model import MappingFile
-from sync.model import RejectedRecord, StageTransition, TimeWindow
+from ga4sync.connectors.csv import CsvConnector, CsvSettings
+from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow
+from ga4sync.mapping.model import MappingFile
+from ga4sync.pipeline.config import Config, load_config
+from ga4sync.pipeline.engine import Engine
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.store import StateStore
 
 DATA = Path(__file__).parent / "data" / "csv"
 POS_MAPPING = DATA / "pos_mapping.yaml"

@@ -9,16 +9,16 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.core.clock import from_micros
+from ga4sync.pipeline.backfill import Backfill, BackfillRequest, parse_when, parse_window
+from ga4sync.pipeline.config import load_config
+from ga4sync.pipeline.engine import Engine
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state import schema
+from ga4sync.state.store import StateStore
 
 from bench.chaos import expected_transitions
-from sandbox.runner import SandboxEnvironment
-from state import schema
-from state.store import StateStore
-from sync.backfill import Backfill, BackfillRequest, parse_when, parse_window
-from sync.cli import main
-from sync.clock import from_micros
-from sync.config import load_config
-from sync.engine import Engine
 
 
 def small_pages_config(sandbox: SandboxEnvironment, state_url: str) -> Path:

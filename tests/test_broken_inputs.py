@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.connectors.csv import CsvConnector, CsvSettings
+from ga4sync.connectors.csv_cells import read_number
+from ga4sync.core.model import RejectedRecord, StageTransition, Status, TimeWindow
+from ga4sync.mapping.model import MappingFile
+from ga4sync.sandbox.runner import SandboxEnvironment
 
-from connectors.csv import CsvConnector, CsvSettings
-from connectors.csv_cells import read_number
-from sandbox.runner import SandboxEnvironment
-from sync.cli import main
-from sync.mapping.model import MappingFile
-from sync.model import RejectedRecord, StageTransition, Status, TimeWindow
 from tests.csv_support import (
     HEADER,
     POS_MAPPING,

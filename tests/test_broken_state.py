@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
-
-from sandbox.runner import SandboxEnvironment
-from state import schema
-from state.errors import describe
-from state.store import StateStore
-from sync.cli import main
+from ga4sync.cli import main
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state import schema
+from ga4sync.state.errors import describe
+from ga4sync.state.store import StateStore
 
 COMMANDS = [
     ["status"],

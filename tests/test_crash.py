@@ -11,8 +11,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from ga4sync.sandbox.runner import SandboxEnvironment
+
 from bench.chaos import run_chaos
-from sandbox.runner import SandboxEnvironment
 
 
 def test_sigkill_at_random_points_loses_and_doubles_nothing(

@@ -6,8 +6,9 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from sandbox.runner import SandboxEnvironment
-from sync.model import Status
+from ga4sync.core.model import Status
+from ga4sync.sandbox.runner import SandboxEnvironment
+
 from tests.csv_support import HEADER, berlin, csv_engine, write_rows
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ga4sync.connectors.csv import CsvConnector, CsvSettings
+from ga4sync.connectors.csv_time import TimeParser, TimeValueError, load_timezone
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow
+from ga4sync.mapping.model import MappingFile
 from pydantic import ValidationError
 
-from connectors.csv import CsvConnector, CsvSettings
-from connectors.csv_time import TimeParser, TimeValueError, load_timezone
-from sync.errors import ConfigError
-from sync.mapping.model import MappingFile
-from sync.model import RejectedRecord, StageTransition, TimeWindow
 from tests.csv_support import DATA, POS_MAPPING, read_csv_files
 
 EVERYTHING = TimeWindow(start=datetime(2000, 1, 1, tzinfo=UTC))

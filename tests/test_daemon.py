@@ -23,17 +23,17 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.mapping.load import load_mapping
+from ga4sync.ops.daemon import schedule_for
+from ga4sync.pipeline.config import load_config
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.sandbox.generator import OpportunityGenerator
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.sandbox.salesforce import SERVER_UNAVAILABLE
+from ga4sync.state.store import StateStore
 
 from bench.chaos import expected_transitions
-from sandbox.ga4 import Faults
-from sandbox.generator import OpportunityGenerator
-from sandbox.runner import SandboxEnvironment
-from sandbox.salesforce import SERVER_UNAVAILABLE
-from state.store import StateStore
-from sync.cli import main
-from sync.config import load_config
-from sync.daemon import schedule_for
-from sync.mapping.load import load_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ class DaemonProcess:
             [
                 sys.executable,
                 "-m",
-                "sync.cli",
+                "ga4sync",
                 "--config",
                 str(config),
                 "--log-level",
@@ -211,7 +211,7 @@ def test_daemon_runs_on_schedule_stops_on_sigterm_and_resumes(
         runs = [
             line
             for line in lines
-            if line.get("logger") == "sync.daemon" and "GA4 sent" in str(line["message"])
+            if line.get("logger") == "ga4sync.ops.daemon" and "GA4 sent" in str(line["message"])
         ]
         assert len(runs) >= 3 and all(line["connector"] == "salesforce" for line in runs)
 

@@ -15,19 +15,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from sandbox.aio_http import AsyncSandboxServer
-from sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
-from sandbox.runner import SandboxEnvironment
-from state.store import OutboxRow, StateStore
-from sync.cli import main
-from sync.clock import ManualClock
-from sync.delivery import Delivery, DeliverySettings
-from sync.delivery_policy import backoff
-from sync.ga4.client import Ga4Client, resolve_base_url
-from sync.ga4.payload import build_batches, group_key, stored_payload
-from sync.ga4.remote_check import RemoteCheckMemo
-from sync.model import Ga4Event, Identity, Status
+from ga4sync.cli import main
+from ga4sync.core.clock import ManualClock
+from ga4sync.core.model import Ga4Event, Identity, Status
+from ga4sync.ga4.payload import build_batches, group_key, stored_payload
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.pipeline.delivery_policy import backoff
+from ga4sync.pipeline.ga4_client import Ga4Client, resolve_base_url
+from ga4sync.pipeline.remote_check import RemoteCheckMemo
+from ga4sync.sandbox.aio_http import AsyncSandboxServer
+from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.store import OutboxRow, StateStore
 
 SECRET = "test-ga4-secret-5f2c9a"
 MEASUREMENT_ID = "G-TEST0001"
@@ -178,8 +177,8 @@ def test_batches_stay_under_130000_bytes() -> None:
         )
         for i in range(10)
     ]
-    from sync.ga4.payload import body_size
-    from sync.ga4.rules import MAX_BODY_BYTES
+    from ga4sync.ga4.payload import body_size
+    from ga4sync.ga4.rules import MAX_BODY_BYTES
 
     for batch in build_batches(huge_items):
         assert body_size(batch.body) < MAX_BODY_BYTES

@@ -14,12 +14,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from ga4sync.core.clock import ManualClock
+from ga4sync.core.model import Status
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.state.store import StateStore
 
-from sandbox.ga4 import Faults
-from state.store import StateStore
-from sync.clock import ManualClock
-from sync.delivery import Delivery, DeliverySettings
-from sync.model import Status
 from tests.test_delivery import (
     Ga4Server,
     capture,

@@ -7,8 +7,7 @@ the digest is plain SHA-256 (lowercase hex) of it, computed independently with `
 from __future__ import annotations
 
 import pytest
-
-from sync.ga4.identity import (
+from ga4sync.ga4.identity import (
     address_user_data,
     hash_email,
     hash_name,

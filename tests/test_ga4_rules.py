@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-
-from sandbox.ga4 import Ga4Sandbox, serve_ga4
-from sync.cli import main
-from sync.clock import to_micros
-from sync.ga4.identity import hash_email
-from sync.ga4.rules import (
+from ga4sync.cli import main
+from ga4sync.core.clock import to_micros
+from ga4sync.ga4.identity import hash_email
+from ga4sync.ga4.rules import (
     BODY_RULES,
     MAX_BODY_BYTES,
     RULES,
@@ -33,6 +31,7 @@ from sync.ga4.rules import (
     validate_body,
     validate_payload,
 )
+from ga4sync.sandbox.ga4 import Ga4Sandbox, serve_ga4
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_US = to_micros(NOW)

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.connectors.hubspot import HubspotConnector, HubspotSettings
+from ga4sync.core.model import StageTransition, Status, TimeWindow
+from ga4sync.core.secrets import SecretRef
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.sandbox.hubspot import RateLimits
+from ga4sync.sandbox.hubspot_data import Pipeline, Stage
+from ga4sync.sandbox.runner import HUBSPOT_TOKEN, SandboxEnvironment
 
-from connectors.hubspot import HubspotConnector, HubspotSettings
-from mappings import MAPPINGS_DIR
-from sandbox.hubspot import RateLimits
-from sandbox.hubspot_data import Pipeline, Stage
-from sandbox.runner import HUBSPOT_TOKEN, SandboxEnvironment
-from sync.cli import main
-from sync.model import StageTransition, Status, TimeWindow
-from sync.secrets import SecretRef
 from tests.conftest import EngineFactory
 
 FAST = {"search_rate": 1000, "search_backoff": "10ms", "burst_backoff": "20ms"}
@@ -454,8 +454,8 @@ def test_lead_status_by_label_resolves_to_its_internal_value(
 
 
 def test_hubspot_config_errors_name_the_key_and_line(tmp_path: Path) -> None:
-    from sync.config import load_config
-    from sync.errors import ConfigError
+    from ga4sync.core.errors import ConfigError
+    from ga4sync.pipeline.config import load_config
 
     path = tmp_path / "ga4sync.yaml"
     path.write_text(

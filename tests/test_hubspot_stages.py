@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from connectors.stage_vocabulary import StageOption, StageVocabulary, canonical_stages, lookup
-from sync.errors import MappingError
-from sync.mapping.load import load_mapping
+from ga4sync.core.errors import MappingError
+from ga4sync.mapping.load import load_mapping
+from ga4sync.pipeline.stage_vocabulary import StageOption, StageVocabulary, canonical_stages, lookup
 
 VOCAB = StageVocabulary(
     "dealstage",

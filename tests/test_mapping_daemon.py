@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from mappings import MAPPINGS_DIR
-from sandbox.runner import SandboxEnvironment
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.sandbox.runner import SandboxEnvironment
+
 from tests.conftest import EngineFactory
 
 BROKEN_EDIT = """\

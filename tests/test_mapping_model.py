@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from sync.capture import row_for_transition
-from sync.cli import main
-from sync.ga4.identity import hash_email, hash_phone
-from sync.ga4.payload import request_body
-from sync.ga4.rules import Mode, validate_payload
-from sync.mapping.apply import apply_mapping
-from sync.mapping.load import LoadedMapping, check_mapping, load_mapping
-from sync.mapping.schema import SHIPPED_SCHEMA, mapping_json_schema, schema_text
-from sync.model import Invalid, MappedEvent, Skipped, StageTransition, Status
+from ga4sync.cli import main
+from ga4sync.core.model import Invalid, MappedEvent, Skipped, StageTransition, Status
+from ga4sync.ga4.identity import hash_email, hash_phone
+from ga4sync.ga4.payload import request_body
+from ga4sync.ga4.rules import Mode, validate_payload
+from ga4sync.mapping.apply import apply_mapping
+from ga4sync.mapping.load import LoadedMapping, check_mapping, load_mapping
+from ga4sync.mapping.schema import SHIPPED_SCHEMA, mapping_json_schema, schema_text
+from ga4sync.pipeline.capture import row_for_transition
 
 DOCS = Path(__file__).parent.parent / "docs" / "mappings.md"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -306,7 +305,7 @@ def test_every_docs_example_validates(tmp_path: Path, start_line: int, block: st
 
 
 def test_field_and_stage_names_are_checked_against_the_crm_lists(tmp_path: Path) -> None:
-    from sync.mapping.checks import FieldCatalog
+    from ga4sync.mapping.checks import FieldCatalog
 
     path = tmp_path / "m.yaml"
     path.write_text(
@@ -339,8 +338,7 @@ def test_editors_schema_accepts_shipped_mappings_and_flags_typos() -> None:
     """What an editor does with the schema line: shipped files pass, a typo is underlined."""
     import jsonschema
     import yaml
-
-    from mappings import MAPPINGS_DIR
+    from ga4sync.mappings import MAPPINGS_DIR
 
     schema = json.loads(SHIPPED_SCHEMA.read_text())
     validator = jsonschema.Draft202012Validator(schema)

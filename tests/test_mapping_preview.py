@@ -13,10 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-
-from mappings import MAPPINGS_DIR
-from sandbox.runner import SandboxEnvironment
-from sync.cli import main
+from ga4sync.cli import main
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.sandbox.runner import SandboxEnvironment
 
 
 def _seed(sandbox: SandboxEnvironment) -> dict[str, str]:

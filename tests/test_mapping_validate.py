@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
-from mappings import MAPPINGS_DIR
-from sync.cli import main
-from sync.mapping.load import check_mapping, load_mapping
-from sync.yamlsource import MAX_FILE_BYTES
+from ga4sync.cli import main
+from ga4sync.core.yamlsource import MAX_FILE_BYTES
+from ga4sync.mapping.load import check_mapping, load_mapping
+from ga4sync.mappings import MAPPINGS_DIR
 
 CORPUS = Path(__file__).parent / "data" / "broken_mappings"
 PROBLEM_LINE = re.compile(r"^(?P<path>[^\n]+?):(?P<line>\d+):(?P<col>\d+): (?P<what>.+)$")
@@ -166,7 +165,7 @@ def test_five_megabyte_file_is_refused_before_parsing(tmp_path: Path) -> None:
 
 
 def test_daemon_loader_refuses_exactly_what_validate_reports() -> None:
-    from sync.errors import MappingError
+    from ga4sync.core.errors import MappingError
 
     for name, expected in EXPECTED.items():
         with pytest.raises(MappingError) as info:

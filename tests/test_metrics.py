@@ -6,17 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from ga4sync.connectors.base import ConnectorSettings
+from ga4sync.core.model import Status
+from ga4sync.ga4.windows import classify_window
+from ga4sync.ops.daemon import DEFAULT_EVERY, schedule_for
+from ga4sync.ops.healthz import ScheduledConnector, StatusServer, check_health
+from ga4sync.ops.metrics import DaemonMetrics
+from ga4sync.pipeline.engine import CaptureReport
+from ga4sync.pipeline.ga4_client import SendOutcome
+from ga4sync.state.store import ClaimedRow, StateStore
 from pydantic import ValidationError
-
-from connectors.base import ConnectorSettings
-from state.store import ClaimedRow, StateStore
-from sync.daemon import DEFAULT_EVERY, schedule_for
-from sync.engine import CaptureReport
-from sync.ga4.client import SendOutcome
-from sync.ga4.windows import classify_window
-from sync.healthz import ScheduledConnector, StatusServer, check_health
-from sync.metrics import DaemonMetrics
-from sync.model import Status
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-
-from sandbox.ga4 import Faults
-from sandbox.runner import GA4_SECRET, SandboxEnvironment
-from state.store import OutboxRow, StateStore
-from sync.cli import main
-from sync.commands.outbox_cmd import TABLE_ROWS
-from sync.model import Status
+from ga4sync.cli import main
+from ga4sync.cli.outbox_cmd import TABLE_ROWS
+from ga4sync.core.model import Status
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.sandbox.runner import GA4_SECRET, SandboxEnvironment
+from ga4sync.state.store import OutboxRow, StateStore
 
 
 def cli(config: Path, *args: str) -> Result:

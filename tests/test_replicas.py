@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.store import StateStore
 
 from bench.chaos import ChaosReport, chaos_config, expected_transitions, verify
-from sandbox.ga4 import Faults
-from sandbox.runner import SandboxEnvironment
-from state.store import StateStore
 from tests.conftest import PG_BASE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def test_two_daemons_share_one_store_without_duplicates_or_losses(
     doc = yaml.safe_load(config.read_text())
     doc["connectors"][0]["every"] = "1s"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    cmd = [sys.executable, "-m", "sync.cli", "--config", str(config), "daemon"]
+    cmd = [sys.executable, "-m", "ga4sync", "--config", str(config), "daemon"]
     logs = [(tmp_path / f"replica{i}.log").open("w") for i in range(2)]
     replicas = [
         subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) for log in logs
@@ -109,7 +109,7 @@ def test_postgres_connections_dropped_mid_run(
     sandbox.seed(count=120, seed=8)
     sandbox.ga4.set_faults(Faults(latency_ms=30))
     config = chaos_config(sandbox, f"{state_url}&application_name={app}")
-    cmd = [sys.executable, "-m", "sync.cli", "--config", str(config), "run"]
+    cmd = [sys.executable, "-m", "ga4sync", "--config", str(config), "run"]
     terminated = 0
     out = tmp_path / "run.log"
     with out.open("w") as log:

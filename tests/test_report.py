@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from ga4sync.cli import main
+from ga4sync.core.clock import ensure_utc
+from ga4sync.core.model import Status
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.sandbox.runner import SandboxEnvironment
 
-from sandbox.ga4 import Faults
-from sandbox.runner import SandboxEnvironment
-from sync.cli import main
-from sync.clock import ensure_utc
-from sync.model import Status
 from tests.conftest import EngineFactory
 from tests.test_status import run_scenario
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.ops.metrics import DaemonMetrics
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.sandbox.salesforce import PROXY_BAD_GATEWAY, SERVER_UNAVAILABLE, Fault
+from ga4sync.state.store import StateStore
 
-from mappings import MAPPINGS_DIR
-from sandbox.runner import SandboxEnvironment
-from sandbox.salesforce import PROXY_BAD_GATEWAY, SERVER_UNAVAILABLE, Fault
-from state.store import StateStore
-from sync.metrics import DaemonMetrics
 from tests.conftest import EngineFactory
 
 

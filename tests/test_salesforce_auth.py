@@ -14,15 +14,14 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-from connectors.salesforce import SalesforceConnector, SalesforceSettings
-from connectors.salesforce_auth import LoginTarget, login_domain
-from mappings import MAPPINGS_DIR
-from sandbox.runner import SandboxEnvironment
-from sync.cli import main
-from sync.errors import ConfigError
-from sync.mapping.load import load_mapping
-from sync.model import TimeWindow
+from ga4sync.cli import main
+from ga4sync.connectors.salesforce import SalesforceConnector, SalesforceSettings
+from ga4sync.connectors.salesforce_auth import LoginTarget, login_domain
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import TimeWindow
+from ga4sync.mapping.load import load_mapping
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.sandbox.runner import SandboxEnvironment
 
 
 def _secret(dir_: Path, name: str, value: str) -> dict[str, str]:

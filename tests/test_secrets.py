@@ -17,18 +17,18 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.cli.common import delivery_line
+from ga4sync.core.clock import ManualClock
+from ga4sync.core.model import Status
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
+from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
+from ga4sync.sandbox.http import SandboxServer, make_tls
+from ga4sync.sandbox.runner import GA4_SECRET, SandboxEnvironment
+from ga4sync.state import schema
+from ga4sync.state.store import StateStore
 
-from sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
-from sandbox.http import SandboxServer, make_tls
-from sandbox.runner import GA4_SECRET, SandboxEnvironment
-from state import schema
-from state.store import StateStore
-from sync.cli import main
-from sync.clock import ManualClock
-from sync.commands.common import delivery_line
-from sync.delivery import Delivery, DeliverySettings
-from sync.ga4.client import Ga4Client, SendOutcome
-from sync.model import Status
 from tests.test_delivery import MEASUREMENT_ID, capture, row
 
 SECRET = "Zx9/Qk-secret=tail7"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.core.model import Status
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.sandbox.salesforce_data import SalesforceData
+from ga4sync.sandbox.scenario import ScenarioError, apply_salesforce, load_scenario
 
-from sandbox.runner import SandboxEnvironment
-from sandbox.salesforce_data import SalesforceData
-from sandbox.scenario import ScenarioError, apply_salesforce, load_scenario
-from sync.cli import main
-from sync.model import Status
 from tests.conftest import EngineFactory
 
 
@@ -84,7 +84,7 @@ def test_record_without_client_id_is_skipped_and_others_go(
 
 
 def test_example_config_loads(tmp_path: Path, monkeypatch: object) -> None:
-    from sync.config import load_config
+    from ga4sync.pipeline.config import load_config
 
     config = load_config(Path(__file__).parent.parent / "ga4sync.example.yaml")
     assert config.connectors[0].type == "salesforce"

@@ -7,14 +7,7 @@ from urllib.parse import quote_plus
 
 import pytest
 import requests
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import (
-    SalesforceError,
-    SalesforceMalformedRequest,
-    SalesforceRefusedRequest,
-)
-
-from connectors.salesforce_soql import (
+from ga4sync.connectors.salesforce_soql import (
     MAX_QUERY_BYTES,
     id_batches,
     parse_sf_date,
@@ -22,8 +15,14 @@ from connectors.salesforce_soql import (
     soql_datetime,
     soql_quote,
 )
-from sandbox import soql
-from sandbox.runner import SF_SESSION, SandboxEnvironment
+from ga4sync.sandbox import soql
+from ga4sync.sandbox.runner import SF_SESSION, SandboxEnvironment
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+)
 
 
 def test_parse_select_where_order_limit() -> None:

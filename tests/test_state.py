@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import Status
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state import admin, schema
+from ga4sync.state.errors import describe
+from ga4sync.state.locks import LockLost
+from ga4sync.state.store import OutboxRow, StateStore
 
-from sandbox.runner import SandboxEnvironment
-from state import admin, schema
-from state.errors import describe
-from state.locks import LockLost
-from state.store import OutboxRow, StateStore
-from sync.errors import ConfigError
-from sync.model import Status
 from tests.conftest import EngineFactory
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -248,7 +248,7 @@ def test_prune_keeps_what_dedup_needs(store: StateStore) -> None:
         connector="salesforce", object_type="Opportunity", rows=rows, watermark=None, now=old
     )
     claims = store.claim_due(old, limit=10, lease=timedelta(minutes=5))
-    from state.store import Settlement
+    from ga4sync.state.store import Settlement
 
     store.settle(
         [

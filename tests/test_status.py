@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from ga4sync.cli import main
+from ga4sync.ga4.windows import Ga4Window, classify_sent_event, classify_window
+from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.ops.status import percentile
+from ga4sync.pipeline.config import Config
+from ga4sync.pipeline.engine import Engine
+from ga4sync.sandbox.runner import SandboxEnvironment
 
-from mappings import MAPPINGS_DIR
-from sandbox.runner import SandboxEnvironment
-from sync.cli import main
-from sync.config import Config
-from sync.engine import Engine
-from sync.ga4.windows import Ga4Window, classify_sent_event, classify_window
-from sync.status import percentile
 from tests.conftest import EngineFactory
 
 

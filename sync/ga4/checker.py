@@ -10,10 +10,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sync.clock import to_micros
-from sync.ga4.event_checks import EventChecks, is_number, show
-from sync.ga4.identity import looks_like_email, looks_like_phone, strip_cookie_prefix
-from sync.ga4.rules import (
+from ga4sync.core.clock import to_micros
+from ga4sync.ga4.event_checks import EventChecks, is_number, show
+from ga4sync.ga4.identity import looks_like_email, looks_like_phone, strip_cookie_prefix
+from ga4sync.ga4.rules import (
     ADDRESS_KEYS,
     BACKDATE_WINDOW,
     CLIENT_ID,

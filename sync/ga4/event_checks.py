@@ -6,8 +6,8 @@ import json
 import math
 from typing import Any
 
-from sync.ga4.identity import looks_like_email, looks_like_phone
-from sync.ga4.rules import (
+from ga4sync.ga4.identity import looks_like_email, looks_like_phone
+from ga4sync.ga4.rules import (
     CURRENCY,
     EVENT_KEYS,
     ITEM_STANDARD_KEYS,

@@ -196,7 +196,7 @@ def validate_payload(
     `body_bytes` is the size of the body as it will be (or was) sent; without it the size is
     that of the compact UTF-8 encoding ga4sync sends.
     """
-    from sync.ga4.checker import PayloadChecker  # the walker imports this module's tables
+    from ga4sync.ga4.checker import PayloadChecker  # the walker imports this module's tables
 
     check = PayloadChecker(mode, now, body_bytes)
     check.payload(payload)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sync.clock import ensure_utc
+from ga4sync.core.clock import ensure_utc
 
 SESSION_JOIN_WINDOW = timedelta(hours=24)
 """A hit joins the web session only within 24 h of the session start (with `session_id`)."""

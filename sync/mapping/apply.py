@@ -8,16 +8,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from sync.ga4.identity import (
-    hash_email,
-    hash_phone,
-    looks_like_email,
-    looks_like_phone,
-    normalize_client_id,
-)
-from sync.mapping.load import LoadedMapping
-from sync.mapping.model import FieldParam, LiteralParam, MappingFile, Rule, param_literal
-from sync.model import (
+from ga4sync.core.model import (
     Ga4Event,
     Identity,
     Invalid,
@@ -26,6 +17,15 @@ from sync.model import (
     Skipped,
     StageTransition,
 )
+from ga4sync.ga4.identity import (
+    hash_email,
+    hash_phone,
+    looks_like_email,
+    looks_like_phone,
+    normalize_client_id,
+)
+from ga4sync.mapping.load import LoadedMapping
+from ga4sync.mapping.model import FieldParam, LiteralParam, MappingFile, Rule, param_literal
 
 
 class ParamError(ValueError):

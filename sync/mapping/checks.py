@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sync.mapping.model import FieldParam, MappingFile, Rule
-from sync.validation_errors import suggest
-from sync.yamlsource import Loc
+from ga4sync.core.validation_errors import suggest
+from ga4sync.core.yamlsource import Loc
+from ga4sync.mapping.model import FieldParam, MappingFile, Rule
 
 
 @dataclass(frozen=True)

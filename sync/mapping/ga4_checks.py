@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from sync.ga4.identity import looks_like_email, looks_like_phone
-from sync.ga4.rules import (
+from ga4sync.core.yamlsource import Loc
+from ga4sync.ga4.identity import looks_like_email, looks_like_phone
+from ga4sync.ga4.rules import (
     MAX_NAME,
     MAX_PARAM_VALUE,
     MAX_PARAMS,
@@ -28,9 +29,8 @@ from sync.ga4.rules import (
     RESERVED_USER_PROPERTIES,
     RESERVED_USER_PROPERTY_PREFIXES,
 )
-from sync.mapping.checks import Finding
-from sync.mapping.model import FieldParam, LiteralParam, Rule
-from sync.yamlsource import Loc
+from ga4sync.mapping.checks import Finding
+from ga4sync.mapping.model import FieldParam, LiteralParam, Rule
 
 RECOMMENDED_EVENTS = frozenset(
     """purchase refund generate_lead qualify_lead disqualify_lead working_lead close_convert_lead

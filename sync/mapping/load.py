@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from sync.errors import MappingError
-from sync.mapping.checks import (
+from ga4sync.core.errors import MappingError
+from ga4sync.core.validation_errors import Problem, problem_at, validation_problems
+from ga4sync.core.yamlsource import YamlDocument, YamlSourceError, load_yaml_file
+from ga4sync.mapping.checks import (
     FieldCatalog,
     Finding,
     check_fields,
@@ -23,11 +23,10 @@ from sync.mapping.checks import (
     check_stages,
     field_refs,
 )
-from sync.mapping.conditions import Condition, ConditionSyntaxError, parse_condition
-from sync.mapping.ga4_checks import check_rule, check_user_properties
-from sync.mapping.model import MappingFile, Rule
-from sync.validation_errors import Problem, problem_at, validation_problems
-from sync.yamlsource import YamlDocument, YamlSourceError, load_yaml_file
+from ga4sync.mapping.conditions import Condition, ConditionSyntaxError, parse_condition
+from ga4sync.mapping.ga4_checks import check_rule, check_user_properties
+from ga4sync.mapping.model import MappingFile, Rule
+from pydantic import ValidationError
 
 
 @dataclass

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sync.mapping.model import MappingFile
+from ga4sync.mapping.model import MappingFile
 
 SHIPPED_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "mapping.schema.json"
 """Where the package keeps the generated schema (package data)."""

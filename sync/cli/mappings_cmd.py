@@ -1,0 +1,292 @@
+"""`ga4sync mappings validate|preview|schema`: check a mapping and see what it would send.
+
+Exit codes: validate 0 clean, 1 any problem; preview 0; usage or config errors 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from ga4sync.core.durations import format_duration, parse_duration
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import TimeWindow
+from ga4sync.core.validation_errors import Problem
+from ga4sync.mapping.checks import FieldCatalog
+from ga4sync.mapping.load import MappingCheck, check_mapping, load_mapping
+from ga4sync.mapping.schema import schema_text
+from ga4sync.pipeline.catalog import CatalogUnavailable, fetch_catalog
+from ga4sync.pipeline.config import Config, load_config
+from ga4sync.pipeline.preview import (
+    PreviewLine,
+    PreviewRow,
+    preview_row,
+    rejected_row,
+    summarize,
+    to_csv,
+    to_json,
+)
+from rich.console import Console
+from rich.table import Table
+
+MAPPING_SUFFIXES = (".yaml", ".yml")
+
+
+@click.group()
+def mappings() -> None:
+    """Check mapping files and preview what they would send."""
+
+
+@mappings.command()
+def schema() -> None:
+    """Print the JSON Schema of mapping files (editors use it to validate as you type)."""
+    click.echo(schema_text(), nl=False)
+
+
+# -- validate ----------------------------------------------------------------------------------
+@mappings.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not ask the CRM for its field list (field names are then not checked).",
+)
+@click.pass_context
+def validate(ctx: click.Context, paths: tuple[Path, ...], offline: bool) -> None:
+    """Report every problem in mapping files (files or folders) at once; exit 1 if any.
+
+    Without PATH: the mappings named in the config file, or else the mappings/ folder. When a
+    file belongs to a configured connector with credentials, field names are checked against
+    the CRM (Salesforce describe, HubSpot properties).
+    """
+    config = _config_if_present(ctx, required=not paths)
+    files, problems = _targets(paths, config)
+    missing = len(problems)
+    checked = 0
+    catalogs: dict[str, FieldCatalog | None] = {}
+    for path in files:
+        result = check_mapping(path)
+        settings = _connector_for(config, path) if config else None
+        if result.loaded is not None and settings is not None and not offline:
+            catalog = _catalog(config, settings, result, catalogs)
+            if catalog is not None:
+                result = check_mapping(path, catalog)
+        checked += 1
+        problems += result.problems
+        if not result.problems and result.loaded is not None:
+            m = result.loaded.model
+            click.echo(f"ok {path}: {len(m.rules)} rules, {m.object}.{m.stage_field}")
+    for problem in problems:
+        click.echo(str(problem))
+    bad_files = len({p.path for p in problems})
+    if problems:
+        total = checked + missing
+        click.echo(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {bad_files} of "
+            f"{total} file{'s' if total != 1 else ''}"
+        )
+        sys.exit(1)
+    click.echo(f"all {checked} mapping file{'s' if checked != 1 else ''} valid")
+
+
+def _config_if_present(ctx: click.Context, *, required: bool) -> Config | None:
+    """The config, when there is one. With explicit paths a broken config only costs the
+    CRM field check, so a mapping can be validated while the config is being fixed."""
+    path = Path(ctx.obj["config_path"])
+    if not path.exists():
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        if required:
+            raise
+        click.echo(
+            f"note: config {path} is broken, so field names are not checked: {exc.problems[0]}",
+            err=True,
+        )
+        return None
+
+
+def _targets(paths: tuple[Path, ...], config: Config | None) -> tuple[list[Path], list[Problem]]:
+    if not paths:
+        if config is not None:
+            return list(dict.fromkeys(config.resolve(c.mapping) for c in config.connectors)), []
+        paths = (Path("mappings"),)
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix in MAPPING_SUFFIXES and f.is_file())
+            if not found:
+                problems.append(
+                    Problem(str(p), 1, 1, "", "no .yaml mapping files in this folder", "", "")
+                )
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            problems.append(
+                Problem(str(p), 1, 1, "", "file not found", "", "check the path and spelling")
+            )
+    return files, problems
+
+
+def _connector_for(config: Config | None, path: Path) -> Any:
+    if config is None:
+        return None
+    target = path.resolve()
+    for c in config.connectors:
+        if config.resolve(c.mapping).resolve() == target:
+            return c
+    return None
+
+
+def _catalog(
+    config: Config | None,
+    settings: Any,
+    result: MappingCheck,
+    cache: dict[str, FieldCatalog | None],
+) -> FieldCatalog | None:
+    assert config is not None and result.loaded is not None
+    model = result.loaded.model
+    key = f"{settings.name}/{model.object}"
+    if key not in cache:
+        try:
+            cache[key] = fetch_catalog(settings, model, base_dir=config.base_dir)
+        except CatalogUnavailable as exc:
+            click.echo(
+                f"note: field names in {result.path} not checked: connector {settings.name}: {exc}",
+                err=True,
+            )
+            cache[key] = None
+    return cache[key]
+
+
+# -- preview -----------------------------------------------------------------------------------
+@mappings.command()
+@click.option("--connector", "connector_name", required=True, help="Connector name in the config.")
+@click.option("--since", default="7d", show_default=True, help="How far back to read CRM changes.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of the terminal.",
+)
+@click.pass_context
+def preview(
+    ctx: click.Context, connector_name: str, since: str, fmt: str, out: Path | None
+) -> None:
+    """Dry run over real CRM data: each stage move -> GA4 event or skip reason, with counts.
+
+    Sends nothing to GA4 and records nothing in the state store.
+    """
+    config = load_config(ctx.obj["config_path"])
+    settings = config.connector(connector_name)
+    try:
+        window_size = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    loaded = load_mapping(config.resolve(settings.mapping))
+    now = datetime.now(UTC)
+    rows = _preview_rows(config, settings, loaded, now - window_size, now)
+    lines = summarize(rows)
+    header = {
+        "connector": connector_name,
+        "mapping": loaded.path,
+        "object": loaded.model.object,
+        "since": (now - window_size).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "transitions_seen": len(rows),
+        "sent": 0,
+        "recorded": 0,
+    }
+    if fmt == "csv":
+        _emit(to_csv(lines), out)
+    elif fmt == "json":
+        _emit(to_json(header, lines, rows), out)
+    else:
+        title = (
+            f"Preview of {connector_name} ({loaded.model.object}.{loaded.model.stage_field}), "
+            f"last {format_duration(window_size)}: {len(rows)} transitions. "
+            "Nothing was sent or recorded."
+        )
+        _print_table(_table(title, lines, rows), out)
+
+
+def _preview_rows(
+    config: Config, settings: Any, loaded: Any, start: datetime, now: datetime
+) -> list[PreviewRow]:
+    from ga4sync.connectors.registry import build_connector
+    from ga4sync.core.errors import ConnectorError
+
+    connector = build_connector(settings, loaded.model, base_dir=config.base_dir)
+    rows: list[PreviewRow] = []
+    try:
+        for page in connector.fetch_transitions(TimeWindow(start=start)):
+            rows += [
+                preview_row(t, loaded, now=now, old_events=config.old_events)
+                for t in page.transitions
+            ]
+            rows += [rejected_row(r) for r in page.rejected]
+    except ConnectorError as exc:
+        raise ConfigError(f"connector {settings.name}: {exc}") from None
+    finally:
+        connector.close()
+    for warning in getattr(connector, "warnings", []):
+        click.echo(f"warning: {settings.name}: {warning}", err=True)
+    return rows
+
+
+def _table(title: str, lines: list[PreviewLine], rows: list[PreviewRow]) -> Table:
+    table = Table(title=title, title_justify="left", show_footer=True)
+    totals = {k: sum(ln.count for ln in lines if ln.outcome == k) for k in ("send", "skip")}
+    invalid = sum(ln.count for ln in lines if ln.outcome == "invalid")
+    table.add_column("from", footer="total")
+    table.add_column("to")
+    table.add_column("result")
+    table.add_column("GA4 event / reason")
+    table.add_column("rule")
+    table.add_column("count", justify="right", footer=str(len(rows)))
+    table.add_column(
+        "example",
+        footer=f"send {totals['send']}, skip {totals['skip']}, invalid {invalid}",
+        overflow="fold",
+    )
+    style = {"send": "green", "skip": "yellow", "invalid": "red"}
+    for ln in lines:
+        table.add_row(
+            ln.from_value,
+            ln.to_value,
+            f"[{style.get(ln.outcome, '')}]{ln.outcome}[/]",
+            ln.result,
+            ln.rule,
+            str(ln.count),
+            ln.example,
+        )
+    return table
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+
+
+def _print_table(table: Table, out: Path | None) -> None:
+    if out is None:
+        Console(width=160).print(table)
+        return
+    with out.open("w", encoding="utf-8") as fh:
+        Console(file=fh, width=160, no_color=True).print(table)
+    click.echo(f"wrote {out}", err=True)

@@ -1,1 +1,0 @@
-"""CLI commands, one module per command group, registered in sync/cli.py."""

@@ -1,0 +1,210 @@
+"""The figures of `ga4sync report --from --to`, read from the state store (read-only).
+
+The period is whole UTC days, `--to` included. Sent events count on the day GA4 accepted them
+(`sent_at`); skips and failures count rows captured in the period (`created_at`), by their
+status now; failed attempts count on the day they were made. Freshness is CRM change -> GA4
+sent for the events sent in the period. `report_html.py` draws these figures and embeds them
+as JSON, so what the page shows and what a script reads are the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from ga4sync.core.clock import ensure_utc
+from ga4sync.core.model import Status
+from ga4sync.core.secrets import redact
+from ga4sync.ga4.windows import WINDOW_ORDER, Ga4Window
+from ga4sync.ops.status import percentile, sent_rows
+from ga4sync.state import schema as s
+from ga4sync.state.store import StateStore
+
+FAILED_STATES = (Status.RETRY, Status.UNKNOWN, Status.DEAD, Status.INVALID)
+LAG_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("< 1 min", 60.0),
+    ("1-5 min", 300.0),
+    ("5-15 min", 900.0),
+    ("15-60 min", 3600.0),
+    ("1-6 h", 6 * 3600.0),
+    ("6-24 h", 24 * 3600.0),
+    ("24-72 h", 72 * 3600.0),
+    ("> 72 h", float("inf")),
+)
+"""Freshness histogram buckets: the daemon's minutes, then GA4's 24 h and 72 h limits."""
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: str
+    connector: str
+    event: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    connector: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class FailureCount:
+    connector: str
+    status: str
+    count: int
+    example: str
+    """One row's reason, so a person sees what kind of failure it is."""
+
+
+@dataclass(frozen=True)
+class AttemptCount:
+    day: str
+    outcome: str
+    http_status: int | None
+    count: int
+
+
+@dataclass
+class FreshnessFigures:
+    events: int = 0
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    max_s: float | None = None
+    histogram: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ReportData:
+    """Everything the report page shows; `to_json()` is what it embeds as `#report-data`."""
+
+    period_from: str
+    period_to: str
+    generated_at: str
+    days: list[str]
+    totals: dict[str, int]
+    events_per_day: list[DayCount]
+    skips: list[ReasonCount]
+    failures: list[FailureCount]
+    failed_attempts: list[AttemptCount]
+    freshness: FreshnessFigures
+    freshness_by_connector: dict[str, FreshnessFigures]
+    windows: dict[str, dict[str, int]]
+    """connector -> window class -> sent events."""
+    session_joinable: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """[start 00:00 UTC, the day after `end` 00:00 UTC): `--to` is a whole day, included."""
+    return (
+        datetime.combine(start, time(), tzinfo=UTC),
+        datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC),
+    )
+
+
+def build_report(store: StateStore, start: date, end: date, now: datetime) -> ReportData:
+    lo, hi = period_bounds(start, end)
+    days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    per_day: Counter[tuple[str, str, str]] = Counter()
+    lags: dict[str, list[float]] = defaultdict(list)
+    windows: dict[str, Counter[str]] = defaultdict(Counter)
+    joinable: Counter[str] = Counter()
+    for row in sent_rows(store, lo, hi):
+        per_day[(row.sent_at.date().isoformat(), row.connector, row.event_name or "")] += 1
+        lags[row.connector].append(row.lag_s)
+        window = row.window
+        windows[row.connector][window.value] += 1
+        if window is Ga4Window.WITHIN_24H and row.has_session:
+            joinable[row.connector] += 1
+    all_lags = [lag for values in lags.values() for lag in values]
+    skips, failures, statuses = _captured(store, lo, hi)
+    return ReportData(
+        period_from=start.isoformat(),
+        period_to=end.isoformat(),
+        generated_at=ensure_utc(now).isoformat().replace("+00:00", "Z"),
+        days=days,
+        totals={
+            "sent": sum(per_day.values()),
+            **{st: statuses[st] for st in sorted(statuses)},
+        },
+        events_per_day=[DayCount(d, c, e, n) for (d, c, e), n in sorted(per_day.items())],
+        skips=skips,
+        failures=failures,
+        failed_attempts=_attempts(store, lo, hi),
+        freshness=_freshness(all_lags),
+        freshness_by_connector={name: _freshness(v) for name, v in sorted(lags.items())},
+        windows={
+            name: {w.value: counts[w.value] for w in WINDOW_ORDER}
+            for name, counts in sorted(windows.items())
+        },
+        session_joinable=dict(sorted(joinable.items())),
+    )
+
+
+def _freshness(values: list[float]) -> FreshnessFigures:
+    ordered = sorted(values)
+    histogram = dict.fromkeys((label for label, _ in LAG_BUCKETS), 0)
+    for lag in ordered:
+        for label, upper in LAG_BUCKETS:
+            if lag < upper:
+                histogram[label] += 1
+                break
+    return FreshnessFigures(
+        events=len(ordered),
+        p50_s=percentile(ordered, 50),
+        p90_s=percentile(ordered, 90),
+        p99_s=percentile(ordered, 99),
+        max_s=ordered[-1] if ordered else None,
+        histogram=histogram,
+    )
+
+
+def _captured(
+    store: StateStore, lo: datetime, hi: datetime
+) -> tuple[list[ReasonCount], list[FailureCount], Counter[str]]:
+    """Rows captured in the period: skips by reason, failures by status, and status totals."""
+    o = s.outbox
+    q = sa.select(o.c.connector, o.c.status, o.c.reason).where(
+        o.c.created_at >= lo, o.c.created_at < hi, o.c.status != Status.SENT.value
+    )
+    skips: Counter[tuple[str, str]] = Counter()
+    failures: Counter[tuple[str, str]] = Counter()
+    examples: dict[tuple[str, str], str] = {}
+    statuses: Counter[str] = Counter()
+    with store.engine.connect() as conn:
+        for name, status, reason in conn.execution_options(yield_per=2000).execute(q):
+            statuses[status] += 1
+            if status == Status.SKIPPED.value:
+                skips[(name, (reason or "").split(":", 1)[0] or "(no reason)")] += 1
+            elif status in FAILED_STATES:
+                failures[(name, status)] += 1
+                examples.setdefault((name, status), redact(reason or "")[:300])
+    return (
+        [ReasonCount(c, r, n) for (c, r), n in sorted(skips.items(), key=lambda kv: -kv[1])],
+        [FailureCount(c, st, n, examples[(c, st)]) for (c, st), n in sorted(failures.items())],
+        statuses,
+    )
+
+
+def _attempts(store: StateStore, lo: datetime, hi: datetime) -> list[AttemptCount]:
+    """Attempts that did not end `sent`, per day, outcome and HTTP status."""
+    a = s.attempts
+    q = sa.select(a.c.attempted_at, a.c.outcome, a.c.http_status).where(
+        a.c.attempted_at >= lo, a.c.attempted_at < hi, a.c.outcome != Status.SENT.value
+    )
+    counts: Counter[tuple[str, str, int | None]] = Counter()
+    with store.engine.connect() as conn:
+        for at, outcome, http_status in conn.execution_options(yield_per=2000).execute(q):
+            counts[(ensure_utc(at).date().isoformat(), outcome, http_status)] += 1
+    return [
+        AttemptCount(d, o, h, n)
+        for (d, o, h), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1]))
+    ]

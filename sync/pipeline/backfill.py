@@ -1,0 +1,327 @@
+"""Backfills: the daemon's pipeline over a fixed window, safe beside the daemon.
+
+A backfill has its own watermark scope (`backfill:<from>:<to>`), so it never moves the
+daemon's watermark and a re-run of the same window continues where an interrupted one
+stopped. Outbox keys are the transition keys the daemon uses, so a transition the daemon
+already captured is a duplicate here (not sent again), and one the backfill captured first is
+a duplicate for the daemon. Each side delivers the rows of its own scope only: a backfill run
+with `--old-events clamp` must not have its rows judged by a daemon that skips old events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from ga4sync.connectors.registry import build_connector
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import Status, TimeWindow
+from ga4sync.mapping.load import load_mapping
+from ga4sync.pipeline.capture import row_for_transition
+from ga4sync.pipeline.config import Config
+from ga4sync.pipeline.delivery import OutcomeHook
+from ga4sync.pipeline.engine import CaptureReport, Engine
+from ga4sync.state import schema
+from ga4sync.state.errors import describe
+from ga4sync.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+OldEvents = Literal["skip", "clamp"]
+FAILED = (Status.RETRY, Status.DEAD, Status.INVALID, Status.UNKNOWN)
+SAMPLE_SIZE = 20
+DELIVERY_ROUNDS = 20
+"""Claims per delivery slice (each up to 8 rows per GA4 worker)."""
+
+
+def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
+    """`2026-11-20` (midnight UTC) or an ISO date-time; a time without a zone is UTC.
+
+    With `end_of_day`, a bare date means the end of that day: `--from 2026-11-01 --to
+    2026-11-07` is the whole first week, as people read it (and as `ga4sync report` does).
+    An exact date-time is taken as it is, the end excluded.
+    """
+    try:
+        if len(text) == 10:
+            midnight = datetime.combine(datetime.fromisoformat(text).date(), time(), UTC)
+            return midnight + timedelta(days=1) if end_of_day else midnight
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{option} `{text}` is not a date; write 2026-11-20 or 2026-11-20T13:00:00Z (UTC)"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _label(value: datetime) -> str:
+    if value.time() == time():
+        return value.date().isoformat()
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_window(start: str, end: str) -> tuple[datetime, datetime]:
+    """`--from`/`--to` as given on the command line -> the window [start, end) in UTC."""
+    window = (
+        parse_when(start, option="--from"),
+        parse_when(end, option="--to", end_of_day=True),
+    )
+    if window[1] <= window[0]:
+        raise ConfigError(
+            f"--to ({end}) must be after --from ({start}); a bare date as --to includes that "
+            "whole day, so --from 2026-11-01 --to 2026-11-01 is one day"
+        )
+    return window
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    connector: str
+    start: datetime
+    end: datetime
+    old_events: OldEvents = "skip"
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ConfigError(
+                f"--to ({_label(self.end)}) must be after --from ({_label(self.start)}): "
+                "the window is [from, to)"
+            )
+
+    @property
+    def scope(self) -> str:
+        """The watermark and outbox scope: the same window always resumes the same backfill."""
+        return f"backfill:{_label(self.start)}:{_label(self.end)}"
+
+    @property
+    def window(self) -> TimeWindow:
+        return TimeWindow(start=self.start, end=self.end)
+
+    def describe(self) -> str:
+        return f"{self.connector} [{_label(self.start)}, {_label(self.end)})"
+
+
+@dataclass
+class BackfillSummary:
+    """What a backfill's scope holds now, over every pass of the same window."""
+
+    request: BackfillRequest
+    captured: int = 0
+    """New outbox rows this pass."""
+    already: int = 0
+    """Transitions already in the outbox (the daemon's or an earlier pass's): not sent again."""
+    sent: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    waiting: int = 0
+    """Rows still pending (an interrupted pass): the next pass delivers them."""
+    capture_status: str = "ok"
+    capture_error: str | None = None
+    interrupted: bool = False
+    """Ctrl-C/SIGTERM arrived, in capture or in delivery: the window is not finished."""
+
+    @property
+    def stopped(self) -> bool:
+        return self.capture_status == "stopped" or self.interrupted
+
+    @property
+    def ok(self) -> bool:
+        return self.capture_status in ("ok", "stopped") and not self.failed
+
+
+def summarize(store: StateStore, summary: BackfillSummary) -> BackfillSummary:
+    """Fill the counts from the outbox rows of this scope (streamed: backfills can be big)."""
+    o = schema.outbox
+    query = sa.select(o.c.status, o.c.reason).where(
+        o.c.scope == summary.request.scope, o.c.connector == summary.request.connector
+    )
+    with store.engine.connect() as conn:
+        for status, reason in conn.execution_options(yield_per=5000).execute(query):
+            if status == Status.SENT:
+                summary.sent += 1
+            elif status == Status.SKIPPED:
+                summary.skipped[(reason or "unknown").split(":", 1)[0]] += 1
+            elif status in FAILED:
+                summary.failed[status] += 1
+            elif status in (Status.PENDING, Status.SENDING):
+                summary.waiting += 1
+    return summary
+
+
+class Backfill:
+    """Capture the window into its own scope, then deliver that scope's rows."""
+
+    def __init__(self, engine: Engine, request: BackfillRequest) -> None:
+        self.engine = engine
+        self.request = request
+
+    def due_count(self) -> int:
+        o = schema.outbox
+        query = sa.select(sa.func.count()).where(
+            o.c.scope == self.request.scope,
+            o.c.connector == self.request.connector,
+            o.c.status.in_([Status.PENDING.value, Status.RETRY.value]),
+        )
+        with self.engine.store.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def run(
+        self,
+        *,
+        on_page: Callable[[CaptureReport], None] | None = None,
+        on_deliver: Callable[[int], None] | None = None,
+        on_outcome: OutcomeHook | None = None,
+    ) -> BackfillSummary:
+        """Capture, then deliver this scope (`on_deliver` gets the number of rows due)."""
+        engine, request = self.engine, self.request
+        engine.on_page = on_page
+        try:
+            capture = engine.capture(
+                request.connector, scope=request.scope, window=request.window, kind="backfill"
+            )
+        finally:
+            engine.on_page = None
+        # Deliver what was captured even when the CRM failed part-way; not on Ctrl-C, and not
+        # when another process holds this backfill's lock (it delivers its own rows).
+        if capture.status != "locked" and not engine.stop_event.is_set():
+            if on_deliver is not None:
+                on_deliver(self.due_count())
+            engine.on_outcome = on_outcome
+            try:
+                self._deliver_in_slices()
+            finally:
+                engine.on_outcome = None
+        return self.summary(capture)
+
+    def _deliver_in_slices(self) -> None:
+        """Deliver in slices of a few thousand rows: a delivery report keeps every sent key,
+        and a backfill of 200,000 rows must not hold them all (memory stays flat)."""
+        while not self.engine.stop_event.is_set():
+            report = self.engine.deliver(
+                scope=self.request.scope,
+                connector=self.request.connector,
+                max_rounds=DELIVERY_ROUNDS,
+            )
+            settled = report.sent + report.retry + report.unknown + report.dead
+            if settled + report.invalid + report.skipped == 0:
+                return
+
+    def summary(self, capture: CaptureReport) -> BackfillSummary:
+        summary = BackfillSummary(
+            self.request,
+            captured=capture.captured,
+            already=capture.duplicates,
+            capture_status=capture.status,
+            capture_error=capture.error,
+            interrupted=self.engine.stop_event.is_set(),
+        )
+        return summarize(self.engine.store, summary)
+
+
+# -- dry run --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WouldSend:
+    record_id: str
+    changed_at: datetime
+    to_value: str
+    event_name: str
+
+
+@dataclass
+class DryRunReport:
+    request: BackfillRequest
+    transitions: int = 0
+    would_send: int = 0
+    already: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    invalid: int = 0
+    sample: list[WouldSend] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    """The first few invalid rows' reasons: what to fix before the real run."""
+
+
+def dry_run(config: Config, request: BackfillRequest, *, now: datetime) -> DryRunReport:
+    """Read the CRM window and map it; write nothing, send nothing.
+
+    Only reads the state store, to tell which transitions are already in the outbox; an
+    absent SQLite file is not created. `once_per_record` is applied at capture, so a record
+    that reached the same event twice in the window is counted twice here.
+    """
+    settings = config.connector(request.connector)
+    mapping = load_mapping(str(config.resolve(settings.mapping)))
+    existing = _ExistingKeys(config.state_url())
+    connector = build_connector(settings, mapping.model, base_dir=config.base_dir)
+    report = DryRunReport(request)
+    try:
+        for page in connector.fetch_transitions(request.window):
+            rows = [
+                row_for_transition(
+                    t, mapping, now=now, scope=request.scope, old_events=request.old_events
+                )
+                for t in page.transitions
+            ]
+            report.invalid += len(page.rejected)
+            known = existing.of([r.key for r in rows])
+            for row in rows:
+                report.transitions += 1
+                if row.key in known:
+                    report.already += 1
+                elif row.status == Status.SKIPPED:
+                    report.skipped[(row.reason or "").split(":", 1)[0]] += 1
+                elif row.status == Status.INVALID:
+                    report.invalid += 1
+                    if len(report.reasons) < 5 and row.reason:
+                        report.reasons.append(f"{row.record_id}: {row.reason}")
+                else:
+                    report.would_send += 1
+                    if len(report.sample) < SAMPLE_SIZE:
+                        report.sample.append(
+                            WouldSend(
+                                row.record_id, row.changed_at, row.to_value, row.event_name or ""
+                            )
+                        )
+    finally:
+        connector.close()
+        existing.close()
+    return report
+
+
+class _ExistingKeys:
+    """Read-only look-ups of outbox keys; no migrations, no new database file."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: sa.Engine | None = None
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///") :]
+            if not path or path == ":memory:" or not Path(path).exists():
+                return
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                has_outbox = sa.inspect(conn).has_table(schema.outbox.name)
+        except sa.exc.SQLAlchemyError as exc:
+            # "already in outbox 0" from a database we could not read would be a lie.
+            engine.dispose()
+            raise describe(exc, url) from None
+        if has_outbox:
+            self.engine = engine
+        else:
+            engine.dispose()  # nothing was captured yet
+
+    def of(self, keys: list[str]) -> set[str]:
+        if self.engine is None or not keys:
+            return set()
+        o = schema.outbox
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(o.c.key).where(o.c.key.in_(keys))).scalars())
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()

@@ -1,0 +1,425 @@
+"""Deliver captured outbox rows to GA4 (DESIGN.md "Delivery semantics").
+
+Rows are claimed (`sending`, with a lease) and committed before a request leaves, then settled
+by outcome. Validation runs again on the exact request body, because a row can wait in `retry`
+until its timestamp falls out of GA4's 72 h window.
+
+Sending is pipelined: the main thread claims, batches and settles while a pool of workers keeps
+requests in flight over one keep-alive session. At 50 ms per request the bound is
+workers / latency requests per second; stopping the senders while the database commits would
+waste a large part of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from ga4sync.core.clock import Clock, from_micros, to_micros
+from ga4sync.core.model import Status
+from ga4sync.ga4.payload import Batch, build_batches
+from ga4sync.ga4.rules import BACKDATE_WINDOW, Mode, validate_payload
+from ga4sync.pipeline.delivery_policy import backoff, resend_allowed, slow_down_seconds
+from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
+from ga4sync.pipeline.remote_check import RemoteCheckMemo, check_rules, describe_refusal
+from ga4sync.state.store import ClaimedRow, Settlement, StateStore
+
+log = logging.getLogger(__name__)
+
+OldEvents = Literal["skip", "clamp"]
+CLAMP_MARGIN = timedelta(minutes=5)
+SETTLE_EVERY_S = 0.05
+"""Finished requests are settled together, at most this long after they finish: one commit per
+few dozen requests instead of one per request. Rows stay `sending` until then, so a crash in
+between leaves them `unknown`, never resent."""
+OutcomeHook = Callable[[ClaimedRow, Status, SendOutcome | None], None]
+
+
+@dataclass
+class DeliverySettings:
+    workers: int = 32
+    """Concurrent requests, each on its own pooled keep-alive connection."""
+    claim_size: int = 500
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    backoff_base: timedelta = timedelta(seconds=30)
+    backoff_cap: timedelta = timedelta(hours=1)
+    old_events: OldEvents = "skip"
+    mode: Mode = Mode.ENFORCE
+    validate_remote: bool = False
+    """Check each new (mapping version, rule) against /debug/mp/collect before real sends."""
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retry: int = 0
+    unknown: int = 0
+    dead: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    requests: int = 0
+    remote_checks: int = 0
+    sent_keys: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, other: DeliveryReport) -> None:
+        for name in (
+            "sent",
+            "retry",
+            "unknown",
+            "dead",
+            "invalid",
+            "skipped",
+            "requests",
+            "remote_checks",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.sent_keys.extend(other.sent_keys)
+        self.latencies.extend(other.latencies)
+
+    def count(self, status: Status) -> None:
+        if status.value in ("sent", "retry", "unknown", "dead", "invalid", "skipped"):
+            setattr(self, status.value, getattr(self, status.value) + 1)
+
+
+@dataclass
+class _Flight:
+    batch: Batch
+    rows: list[ClaimedRow]
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: StateStore,
+        client: Ga4Client,
+        clock: Clock,
+        settings: DeliverySettings | None = None,
+        on_outcome: OutcomeHook | None = None,
+        rng: random.Random | None = None,
+        remote_memo: RemoteCheckMemo | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.settings = settings or DeliverySettings()
+        self.on_outcome = on_outcome
+        self.rng = rng or random.Random()
+        self.remote_memo = remote_memo if remote_memo is not None else RemoteCheckMemo()
+
+    def run(
+        self,
+        *,
+        scope: str | None = None,
+        connector: str | None = None,
+        max_rounds: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> DeliveryReport:
+        """Deliver everything due now; rows re-queued for later stay for a later run.
+
+        `max_rounds` limits how many claims this call makes (a daemon tick, a test step).
+        `stop` (SIGTERM) ends claiming; requests already in flight finish and are settled.
+        """
+        report = DeliveryReport()
+        self.store.expire_leases(self.clock.now())
+        workers = max(1, self.settings.workers)
+        in_flight: dict[Future[SendOutcome], _Flight] = {}
+        # A claimed row waits in the queue under its lease: bound the queue so that even with
+        # every request hitting the read timeout a row is sent long before its lease ends.
+        claim_limit = min(self.settings.claim_size, workers * 8)
+        claims = 0
+        exhausted = False
+        finished: list[tuple[_Flight, SendOutcome]] = []
+        last_settle = time.monotonic()
+        # Finished requests arrive here (a done-callback per future): O(1) per request, where
+        # `concurrent.futures.wait` locks every pending future on each call.
+        completed: queue.SimpleQueue[Future[SendOutcome]] = queue.SimpleQueue()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ga4send") as pool:
+            while True:
+                # Keep a queue of about two requests per worker so no worker waits on the DB.
+                while not exhausted and len(in_flight) < 2 * workers:
+                    if (max_rounds is not None and claims >= max_rounds) or (
+                        stop is not None and stop.is_set()
+                    ):
+                        exhausted = True
+                        break
+                    claimed = self.store.claim_due(
+                        self.clock.now(),
+                        limit=claim_limit,
+                        lease=self.settings.lease,
+                        scope=scope,
+                        connector=connector,
+                    )
+                    claims += 1
+                    if not claimed:
+                        exhausted = True
+                        break
+                    for flight in self._ready(claimed, pool, report):
+                        future = pool.submit(self.client.collect, flight.batch.body)
+                        in_flight[future] = flight
+                        future.add_done_callback(completed.put)
+                if not in_flight:
+                    break
+                done = _take_completed(completed, SETTLE_EVERY_S)
+                # A future cancelled by _hold_back reports here too, but has left in_flight.
+                new = [(in_flight.pop(f), _result(f)) for f in done if f in in_flight]
+                finished += new
+                slow_down = slow_down_seconds(o for _, o in new)
+                if slow_down is not None and not exhausted:
+                    # GA4 said "too many" (429, or 503 with Retry-After): stop claiming and put
+                    # back what has not started, instead of collecting more refusals.
+                    exhausted = True
+                    self._hold_back(in_flight, slow_down, report)
+                if finished and (
+                    len(finished) >= workers
+                    or not in_flight
+                    or time.monotonic() - last_settle >= SETTLE_EVERY_S
+                ):
+                    self._settle_done(finished, report)
+                    finished, last_settle = [], time.monotonic()
+        return report
+
+    def _hold_back(
+        self,
+        in_flight: dict[Future[SendOutcome], _Flight],
+        wait_s: float,
+        report: DeliveryReport,
+    ) -> None:
+        """Requests still queued (not started, so never sent) go back to `retry`."""
+        now = self.clock.now()
+        wait_for = max(timedelta(seconds=wait_s), backoff(1, self.settings, None, self.rng))
+        held: list[Settlement] = []
+        for future in list(in_flight):
+            if not future.cancel():
+                continue  # already running: its own outcome will settle it
+            for row in in_flight.pop(future).rows:
+                held.append(
+                    Settlement(
+                        row.key,
+                        row.claim_token,
+                        Status.RETRY,
+                        next_attempt_at=now + wait_for,
+                        reason=f"not sent: GA4 asked to slow down (Retry-After {wait_s:g} s)",
+                        attempted=False,
+                    )
+                )
+                report.count(Status.RETRY)
+        self.store.settle(held, now)
+
+    # -- before sending ----------------------------------------------------------------------
+    def _ready(
+        self, claimed: list[ClaimedRow], pool: ThreadPoolExecutor, report: DeliveryReport
+    ) -> list[_Flight]:
+        """Claimed rows -> requests to send; rows that must not go are settled right here."""
+        now = self.clock.now()
+        settlements: list[Settlement] = []
+        ready: list[tuple[ClaimedRow, dict[str, Any]]] = []
+        for row in claimed:
+            prepared = self._prepare(row, now)
+            if isinstance(prepared, Settlement):
+                settlements.append(prepared)
+            else:
+                ready.append((row, prepared))
+        if self.settings.validate_remote and ready:
+            ready = self._check_remote(ready, pool, settlements, report)
+        by_key = {row.key: row for row, _ in ready}
+        flights: list[_Flight] = []
+        items = [(row.key, payload) for row, payload in ready]
+        for batch in build_batches(items):
+            if not validate_payload(batch.body, mode=self.settings.mode, now=now):
+                flights.append(_Flight(batch, [by_key[k] for k in batch.keys]))
+                continue
+            # Find the offending events one by one so the others still go.
+            for key in batch.keys:
+                single = build_batches([(key, p) for k, p in items if k == key])[0]
+                own = validate_payload(single.body, mode=self.settings.mode, now=now)
+                if not own:
+                    flights.append(_Flight(single, [by_key[key]]))
+                    continue
+                first = own[0]
+                settlements.append(
+                    Settlement(
+                        key,
+                        by_key[key].claim_token,
+                        Status.INVALID,
+                        reason=f"GA4 rule {first.validationCode} at "
+                        f"{first.fieldPath or '(payload)'}: {first.description}",
+                        attempted=False,
+                    )
+                )
+        for st in settlements:
+            report.count(st.status)
+        self.store.settle(settlements, self.clock.now())
+        return flights
+
+    def _prepare(self, row: ClaimedRow, now: datetime) -> dict[str, Any] | Settlement:
+        payload = dict(row.payload)
+        event = dict(payload.get("event") or {})
+        ts = event.get("timestamp_micros")
+        if not event or not isinstance(ts, int):
+            return Settlement(
+                row.key,
+                row.claim_token,
+                Status.INVALID,
+                reason="stored payload has no event",
+                attempted=False,
+            )
+        oldest = now - BACKDATE_WINDOW
+        if from_micros(ts) < oldest + timedelta(seconds=1):
+            if self.settings.old_events == "skip":
+                return Settlement(
+                    row.key,
+                    row.claim_token,
+                    Status.SKIPPED,
+                    attempted=False,
+                    reason="too_old: older than GA4's 72 h backdating window "
+                    "(run with --old-events=clamp to send it at now-72h)",
+                )
+            params = dict(event.get("params") or {})
+            params.setdefault("crm_changed_at", from_micros(ts).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            event["params"] = params
+            event["timestamp_micros"] = to_micros(oldest + CLAMP_MARGIN)
+            payload["event"] = event
+        return payload
+
+    def _check_remote(
+        self,
+        ready: list[tuple[ClaimedRow, dict[str, Any]]],
+        pool: ThreadPoolExecutor,
+        settlements: list[Settlement],
+        report: DeliveryReport,
+    ) -> list[tuple[ClaimedRow, dict[str, Any]]]:
+        verdicts = check_rules(self.client, pool, ready, self.remote_memo)
+        report.remote_checks += len(verdicts)
+        now = self.clock.now()
+        keep: list[tuple[ClaimedRow, dict[str, Any]]] = []
+        for row, payload in ready:
+            verdict = verdicts.get(row.key)
+            if verdict is None or (verdict.refused is None and verdict.unreachable is None):
+                keep.append((row, payload))
+            elif verdict.refused is not None:
+                reason = describe_refusal(row, verdict.refused)
+                log.warning("outbox row %s: %s", row.key, reason)
+                settlements.append(
+                    Settlement(
+                        row.key, row.claim_token, Status.INVALID, reason=reason, attempted=False
+                    )
+                )
+            else:
+                assert verdict.unreachable is not None
+                outcome = replace(
+                    verdict.unreachable,
+                    kind="retry",
+                    detail="GA4's validation server (--validate-remote) could not be asked: "
+                    + verdict.unreachable.detail,
+                )
+                settlements.append(
+                    replace(self._settle_for(row, outcome, None, now), attempted=False)
+                )
+        return keep
+
+    # -- after sending -----------------------------------------------------------------------
+    def _settle_done(
+        self, finished: list[tuple[_Flight, SendOutcome]], report: DeliveryReport
+    ) -> None:
+        now = self.clock.now()
+        settlements = []
+        for flight, outcome in finished:
+            report.requests += 1
+            report.latencies.append(outcome.latency_s)
+            for row in flight.rows:
+                st = self._settle_for(row, outcome, flight.batch.body, now)
+                settlements.append(st)
+                report.count(st.status)
+                if st.status == Status.SENT:
+                    report.sent_keys.append(row.key)
+                if self.on_outcome:
+                    self.on_outcome(row, st.status, outcome)
+        self.store.settle(settlements, now)
+
+    def _settle_for(
+        self, row: ClaimedRow, outcome: SendOutcome, body: dict[str, Any] | None, now: datetime
+    ) -> Settlement:
+        st = Settlement(
+            row.key,
+            row.claim_token,
+            Status.SENT,
+            http_status=outcome.http_status,
+            sent_payload=body,
+        )
+        if outcome.kind == "sent":
+            return st
+        if outcome.kind == "rejected":
+            return replace(st, status=Status.INVALID, reason=outcome.detail)
+        if outcome.kind == "unknown":
+            if resend_allowed(row) and row.attempts < self.settings.max_attempts:
+                wait_for = backoff(row.attempts, self.settings, None, self.rng)
+                return replace(
+                    st,
+                    status=Status.RETRY,
+                    next_attempt_at=now + wait_for,
+                    reason=f"{outcome.detail}; resending (purchase with "
+                    "transaction_id, GA4 deduplicates)",
+                )
+            return replace(
+                st,
+                status=Status.UNKNOWN,
+                reason=f"{outcome.detail}; GA4 may or may not have it: "
+                "`ga4sync outbox resend` or `discard`",
+            )
+        if row.attempts >= self.settings.max_attempts:
+            if resend_allowed(row):
+                # This purchase may have been resent after an unknown outcome (or a crash), so
+                # an earlier attempt may have reached GA4: `dead` would claim it never did.
+                return replace(
+                    st,
+                    status=Status.UNKNOWN,
+                    reason=f"gave up after {row.attempts} attempts (last: {outcome.detail}); "
+                    "an earlier attempt may have reached GA4. Resending is safe: GA4 "
+                    "deduplicates this purchase by transaction_id (`ga4sync outbox resend`)",
+                )
+            return replace(
+                st,
+                status=Status.DEAD,
+                reason=f"gave up after {row.attempts} attempts; last: {outcome.detail}",
+            )
+        wait_for = backoff(row.attempts, self.settings, outcome.retry_after, self.rng)
+        return replace(
+            st,
+            status=Status.RETRY,
+            next_attempt_at=now + wait_for,
+            reason=f"attempt {row.attempts}: {outcome.detail}"
+            + (f" (Retry-After {outcome.retry_after:g} s)" if outcome.retry_after else ""),
+        )
+
+
+def _take_completed(
+    completed: queue.SimpleQueue[Future[SendOutcome]], timeout: float
+) -> list[Future[SendOutcome]]:
+    """Every request finished so far, waiting up to `timeout` for the first one."""
+    try:
+        done = [completed.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(completed.get_nowait())
+        except queue.Empty:
+            return done
+
+
+def _result(future: Future[SendOutcome]) -> SendOutcome:
+    """A worker that died unexpectedly may have sent: that is `unknown`, never a retry."""
+    try:
+        return future.result()
+    except BaseException as exc:  # noqa: BLE001 - classify, never lose the row
+        return SendOutcome("unknown", f"sender failed: {type(exc).__name__}")

@@ -1,0 +1,310 @@
+"""One pass of capture + delivery (DESIGN.md "Data flow"). The engine owns loop, state, locks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ga4sync.connectors.registry import build_connector
+from ga4sync.core.clock import Clock, SystemClock
+from ga4sync.core.errors import ConfigError, Ga4SyncError, MappingError, QuotaExhausted
+from ga4sync.core.model import Status, TimeWindow
+from ga4sync.core.secrets import redact
+from ga4sync.mapping.load import LoadedMapping, load_mapping
+from ga4sync.pipeline.capture import row_for_rejected, row_for_transition
+from ga4sync.pipeline.config import Config
+from ga4sync.pipeline.delivery import Delivery, DeliveryReport, DeliverySettings, OutcomeHook
+from ga4sync.pipeline.ga4_client import Ga4Client
+from ga4sync.pipeline.remote_check import RemoteCheckMemo
+from ga4sync.pipeline.stage_vocabulary import with_crm_stage_ids
+from ga4sync.state.locks import CaptureLock
+from ga4sync.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+CLOCK_SKEW = timedelta(seconds=2)
+LOCK_TTL = timedelta(minutes=15)
+
+
+@dataclass
+class CaptureReport:
+    connector: str
+    status: str = "ok"
+    captured: int = 0
+    duplicates: int = 0
+    pending: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    invalid: int = 0
+    rejected: int = 0
+    api_calls: int = 0
+    api_remaining: int | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not stop the run (a broken mapping edit, snapshot mode, ...)."""
+    watermark: datetime | None = None
+
+
+@dataclass
+class RunReport:
+    captures: list[CaptureReport] = field(default_factory=list)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status in ("ok", "locked", "stopped") for c in self.captures)
+
+
+class MappingCache:
+    """An edited mapping takes effect on the next run; a broken edit keeps the last good one."""
+
+    def __init__(self) -> None:
+        self.good: dict[str, LoadedMapping] = {}
+        self.errors: dict[str, list[str]] = {}
+
+    def get(self, connector: str, path: str) -> LoadedMapping:
+        try:
+            loaded = load_mapping(path)
+        except MappingError as exc:
+            self.errors[connector] = exc.problems
+            if connector in self.good:
+                log.error(
+                    "mapping for %s is broken; keeping the last good version (%s):\n%s",
+                    connector,
+                    self.good[connector].content_hash,
+                    "\n".join(exc.problems),
+                )
+                return self.good[connector]
+            raise
+        self.errors.pop(connector, None)
+        self.good[connector] = loaded
+        return loaded
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: StateStore,
+        *,
+        clock: Clock | None = None,
+        client: Ga4Client | None = None,
+        delivery_settings: DeliverySettings | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.owner = process_owner()
+        self.mappings = MappingCache()
+        self._client = client
+        self.delivery_settings = delivery_settings or DeliverySettings(
+            workers=config.ga4.workers,
+            max_attempts=config.ga4.max_attempts,
+            lease=config.ga4.lease,
+            old_events=config.old_events,
+            validate_remote=config.ga4.validate_remote,
+        )
+        self.remote_memo = RemoteCheckMemo()
+        """(mapping version, rule) pairs GA4's validation server accepted, for this process."""
+        self.stop_event = threading.Event()
+        """Set by SIGTERM/Ctrl-C: capture stops after the page it is committing, delivery
+        after the batches in flight; what is done is committed and the next run resumes."""
+        self.on_page: Callable[[CaptureReport], None] | None = None
+        """Called after each committed capture page (backfill progress)."""
+        self.on_outcome: OutcomeHook | None = None
+        """Called for each row GA4 answered for (metrics)."""
+
+    @property
+    def client(self) -> Ga4Client:
+        if self._client is None:
+            ga4 = self.config.ga4
+            secret = ga4.api_secret.resolve(self.config.base_dir).get_secret_value()
+            ca = str(self.config.resolve(ga4.ca_file)) if ga4.ca_file else None
+            self._client = Ga4Client(
+                endpoint=ga4.endpoint,
+                measurement_id=ga4.measurement_id,
+                api_secret=secret,
+                connect_timeout=ga4.connect_timeout.total_seconds(),
+                read_timeout=ga4.read_timeout.total_seconds(),
+                pool_size=ga4.workers,
+                ca_file=ca,
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    # -- capture ---------------------------------------------------------------------------
+    def capture(
+        self,
+        name: str,
+        *,
+        scope: str = "daemon",
+        window: TimeWindow | None = None,
+        kind: str = "run",
+    ) -> CaptureReport:
+        settings = self.config.connector(name)
+        report = CaptureReport(connector=name)
+        lock = self.store.capture_lock(f"capture:{name}:{scope}", self.owner, LOCK_TTL)
+        if not lock.acquire(self.clock.now()):
+            report.status = "locked"
+            report.error = "another ga4sync process is capturing this connector; skipped"
+            return report
+        run_id = self.store.start_run(name, kind, self.clock.now())
+        connector: Any = None
+        try:
+            mapping = self.mappings.get(name, str(self.config.resolve(settings.mapping)))
+            if name in self.mappings.errors:
+                report.warnings.append(
+                    "mapping file is broken; using the last good version "
+                    f"({mapping.content_hash}):\n" + "\n".join(self.mappings.errors[name])
+                )
+            object_type = mapping.model.object
+            connector = build_connector(
+                settings,
+                mapping.model,
+                base_dir=self.config.base_dir,
+                mapping_path=mapping.path,
+                snapshot_lookup=lambda ids: self.store.get_snapshots(name, object_type, ids),
+                known_keys=self.store.known_keys,
+            )
+            mapping = with_crm_stage_ids(connector, mapping, report.warnings)
+            self._capture_pages(connector, mapping, settings, report, scope, window, lock)
+        except QuotaExhausted as exc:
+            report.status, report.error = "quota", redact(str(exc))
+        except (Ga4SyncError, ConfigError) as exc:
+            report.status, report.error = "failed", redact(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one connector must not stop the others
+            log.exception("capture of %s failed", name)
+            report.status, report.error = "failed", redact(f"{type(exc).__name__}: {exc}")
+        finally:
+            if connector is not None:
+                report.warnings.extend(getattr(connector, "warnings", []))
+                report.api_calls = connector.usage.calls
+                report.api_remaining = connector.usage.remaining
+                connector.close()
+            usage = getattr(connector, "usage", None)
+            try:
+                self.store.finish_run(
+                    run_id,
+                    self.clock.now(),
+                    status=report.status,
+                    captured=report.captured,
+                    rejected=report.rejected,
+                    api_calls=report.api_calls,
+                    api_used=getattr(usage, "used", None),
+                    api_limit=getattr(usage, "limit", None),
+                    error=report.error,
+                    warnings=report.warnings,
+                )
+            finally:
+                lock.release()  # even when the database went away under us
+        if report.error:
+            log.error("connector %s: %s", name, report.error, extra={"connector": name})
+        return report
+
+    def _capture_pages(
+        self,
+        connector: Any,
+        mapping: LoadedMapping,
+        settings: Any,
+        report: CaptureReport,
+        scope: str,
+        window: TimeWindow | None,
+        lock: CaptureLock,
+    ) -> None:
+        started = self.clock.now()
+        object_type = mapping.model.object
+        if window is None:
+            mark = self.store.get_watermark(name := settings.name, object_type, scope)
+            start = (mark or started - settings.initial_lookback) - settings.overlap
+            window = TimeWindow(start=start)
+        else:
+            name = settings.name
+            mark = self.store.get_watermark(name, object_type, scope)
+            if mark is not None and mark - settings.overlap > window.start:
+                window = TimeWindow(start=mark - settings.overlap, end=window.end)
+        cap = (window.end or started) - CLOCK_SKEW
+        for page in connector.fetch_transitions(window):
+            now = self.clock.now()
+            rows = [
+                row_for_transition(
+                    t, mapping, now=now, scope=scope, old_events=self.config.old_events
+                )
+                for t in page.transitions
+            ]
+            rows += [row_for_rejected(r, scope=scope, now=now) for r in page.rejected]
+            watermark = min(page.watermark, cap) if page.watermark else None
+            result = self.store.capture(
+                connector=name,
+                object_type=object_type,
+                rows=rows,
+                watermark=watermark,
+                now=now,
+                scope=scope,
+                snapshots=page.snapshots or None,
+            )
+            report.captured += result.inserted
+            report.duplicates += result.duplicates + page.already_captured
+            report.rejected += len(page.rejected)
+            for row in rows:
+                if row.key not in result.inserted_keys:
+                    continue
+                if row.key in result.once_skipped_keys:
+                    report.skipped["once_per_record"] += 1
+                elif row.status == Status.SKIPPED:
+                    report.skipped[(row.reason or "").split(":", 1)[0]] += 1
+                elif row.status == Status.INVALID:
+                    report.invalid += 1
+                else:
+                    report.pending += 1
+            report.watermark = watermark or report.watermark
+            lock.renew(self.clock.now())  # raises LockLost: stop after this committed page
+            if self.on_page is not None:
+                self.on_page(report)
+            if self.stop_event.is_set():
+                report.status = "stopped"
+                log.info("capture of %s stopped after a committed page", name)
+                return
+
+    # -- delivery --------------------------------------------------------------------------
+    def deliver(
+        self,
+        *,
+        scope: str | None = None,
+        connector: str | None = None,
+        max_rounds: int | None = None,
+    ) -> DeliveryReport:
+        delivery = Delivery(
+            self.store,
+            self.client,
+            self.clock,
+            self.delivery_settings,
+            remote_memo=self.remote_memo,
+            on_outcome=self.on_outcome,
+        )
+        return delivery.run(
+            scope=scope, connector=connector, stop=self.stop_event, max_rounds=max_rounds
+        )
+
+    def run_once(self, names: list[str] | None = None) -> RunReport:
+        report = RunReport()
+        targets = names or [c.name for c in self.config.connectors if c.enabled]
+        for name in targets:
+            if self.stop_event.is_set():
+                break  # stopping: the next run captures the connectors not reached
+            report.captures.append(self.capture(name))
+        report.delivery = self.deliver()
+        return report

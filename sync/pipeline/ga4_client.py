@@ -1,0 +1,235 @@
+"""Send Measurement Protocol requests with `requests`, and classify what happened.
+
+GA4 has no idempotency key, so the classification decides correctness: only failures where
+the request provably did not reach GA4 (connect refused, connect timeout, TLS failure, 5xx,
+429) may be retried; a read timeout or a dropped connection after sending is `unknown`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import requests
+import urllib3
+from ga4sync.core.secrets import RedactingFilter, redact, register_secret
+from requests.adapters import HTTPAdapter
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = {
+    "global": "https://www.google-analytics.com",
+    "eu": "https://region1.google-analytics.com",
+}
+COLLECT_PATH = "/mp/collect"
+DEBUG_PATH = "/debug/mp/collect"
+
+OutcomeKind = Literal["sent", "retry", "unknown", "rejected"]
+
+
+def _guard_transport_loggers() -> None:
+    """urllib3 logs every request line (query string, so api_secret) at DEBUG.
+
+    A logger-level filter rewrites the record before any handler sees it, so the secret stays
+    out even when an embedding application configures logging itself (STYLE.md #10).
+    """
+    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", __name__):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+_guard_transport_loggers()
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one HTTP request to GA4 came to; `detail` is already free of secrets."""
+
+    kind: OutcomeKind
+    detail: str
+    http_status: int | None = None
+    retry_after: float | None = None
+    latency_s: float = 0.0
+
+
+def resolve_base_url(endpoint: str) -> str:
+    """`global`, `eu` (region1), or any base URL (a proxy or server-side GTM).
+
+    A URL given with the `/mp/collect` path (as server-side GTM docs show it) is accepted too.
+    """
+    base = ENDPOINTS.get(endpoint.lower(), endpoint).rstrip("/")
+    for suffix in (DEBUG_PATH, COLLECT_PATH):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: the form GA4's 130,000-byte limit is measured on."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class Ga4Client:
+    """One pooled keep-alive session shared by all delivery workers (thread-safe for POSTs)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        measurement_id: str,
+        api_secret: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        pool_size: int = 32,
+        ca_file: str | None = None,
+    ) -> None:
+        register_secret(api_secret)
+        self.base_url = resolve_base_url(endpoint)
+        self.measurement_id = measurement_id
+        query = urlencode({"measurement_id": measurement_id, "api_secret": api_secret})
+        # Built once: re-encoding params per request is measurable CPU at hundreds of req/s.
+        self._collect_url = f"{self.base_url}{COLLECT_PATH}?{query}"
+        self._debug_url = f"{self.base_url}{DEBUG_PATH}?{query}"
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        self.session.headers.update({"Content-Type": "application/json"})
+        # No transport retries: a retried POST after a read error could double an event.
+        adapter = HTTPAdapter(
+            pool_connections=2,
+            pool_maxsize=max(pool_size, 1),
+            max_retries=urllib3.Retry(total=0, connect=0, read=False, redirect=0, status=0),
+        )
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        if ca_file:
+            self.session.verify = ca_file
+        # Proxies and CA bundles from the environment would change where the secret goes.
+        self.session.trust_env = False
+        # Prepared once and copied per request: Session.request re-merges settings, parses the
+        # URL and rebuilds headers every time, a fifth of the CPU of a request.
+        self._collect_template = self._template(self._collect_url)
+        self._debug_template = self._template(self._debug_url)
+
+    def _template(self, url: str) -> requests.PreparedRequest:
+        return self.session.prepare_request(requests.Request("POST", url, data=b"{}"))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __repr__(self) -> str:
+        return f"Ga4Client(base_url={self.base_url!r}, measurement_id={self.measurement_id!r})"
+
+    def collect(self, payload: dict[str, Any]) -> SendOutcome:
+        """POST to `/mp/collect`; never raises, every failure becomes an outcome."""
+        return self._post(self._collect_template, payload, keep_body=False)
+
+    def debug(self, payload: dict[str, Any]) -> tuple[SendOutcome, list[dict[str, Any]]]:
+        """Ask `/debug/mp/collect` (never recorded by GA4) for its validation messages."""
+        outcome = self._post(self._debug_template, payload, keep_body=True)
+        if outcome.kind != "sent":
+            return outcome, []
+        try:
+            data = json.loads(outcome.detail or "{}")
+        except ValueError:
+            return SendOutcome("retry", "validation server answered with something not JSON"), []
+        messages = data.get("validationMessages", []) if isinstance(data, dict) else []
+        return outcome, [m for m in messages if isinstance(m, dict)]
+
+    def _post(
+        self, template: requests.PreparedRequest, payload: dict[str, Any], *, keep_body: bool
+    ) -> SendOutcome:
+        prepared = template.copy()
+        prepared.body = encode_body(payload)
+        prepared.headers["Content-Length"] = str(len(prepared.body))
+        started = time.perf_counter()
+        try:
+            # Never follow a redirect: it would replay the POST, secret included, elsewhere.
+            resp = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except Exception as exc:  # noqa: BLE001 - any failure must become an outcome
+            return _classify_exception(exc, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        status = resp.status_code
+        text = resp.text[:4000] if keep_body else resp.text[:300]
+        if 200 <= status < 300:
+            return SendOutcome("sent", text if keep_body else "", status, latency_s=elapsed)
+        if status == 429 or status >= 500:
+            return SendOutcome(
+                "retry",
+                f"GA4 answered {status}",
+                status,
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                latency_s=elapsed,
+            )
+        return SendOutcome(
+            "rejected",
+            redact(f"GA4 answered {status} (the request itself was refused): {text}".strip()),
+            status,
+            latency_s=elapsed,
+        )
+
+
+def _classify_exception(exc: BaseException, elapsed: float) -> SendOutcome:
+    """Decide from the exception whether any byte of the request can have reached GA4."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return SendOutcome(
+            "retry", "connect timeout: GA4 did not accept the connection", latency_s=elapsed
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return SendOutcome(
+            "unknown", "read timeout: the request went out but no answer came", latency_s=elapsed
+        )
+    if isinstance(exc, requests.exceptions.SSLError):
+        return SendOutcome("retry", f"TLS failure before sending: {_short(exc)}", latency_s=elapsed)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if _never_sent(exc):
+            return SendOutcome("retry", f"cannot connect to GA4: {_short(exc)}", latency_s=elapsed)
+        return SendOutcome(
+            "unknown", f"connection dropped after sending: {_short(exc)}", latency_s=elapsed
+        )
+    if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+        # Raised by requests while preparing the connection (e.g. an unreadable CA bundle):
+        # nothing was sent yet, and a person has to fix the setup.
+        return SendOutcome(
+            "retry", f"cannot prepare the connection: {_short(exc)}", latency_s=elapsed
+        )
+    return SendOutcome("unknown", f"request failed: {_short(exc)}", latency_s=elapsed)
+
+
+def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when urllib3 failed while connecting, before any byte of the request left."""
+    reason: Any = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(
+        reason,
+        urllib3.exceptions.NewConnectionError
+        | urllib3.exceptions.ConnectTimeoutError
+        | urllib3.exceptions.NameResolutionError
+        | ConnectionRefusedError,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    reason: Any = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", reason)
+    return redact(f"{type(reason).__name__}: {reason}")[:300]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,154 @@
+"""What a mapping would do with real CRM transitions, without sending or recording anything.
+
+Each transition goes through the very function capture uses (`row_for_transition`: mapping,
+GA4 rules, the 72 h window), so the preview shows exactly what a run would store; only the
+once-per-record guard, which needs the state store, is not applied.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from ga4sync.core.model import RejectedRecord, StageTransition, Status
+from ga4sync.mapping.load import LoadedMapping
+from ga4sync.pipeline.capture import row_for_transition
+
+OUTCOME = {Status.PENDING: "send", Status.SKIPPED: "skip", Status.INVALID: "invalid"}
+UNREADABLE = "(unreadable)"
+"""The `to` of a record the connector could not read (a bad CSV row): no stage is known."""
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One CRM transition and what the mapping makes of it."""
+
+    record_id: str
+    from_value: str | None
+    to_value: str
+    changed_at: str
+    outcome: str
+    """`send`, `skip` or `invalid`."""
+    event: str | None
+    rule: str | None
+    reason: str | None
+    params: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    """Transitions with the same move and the same outcome, counted."""
+
+    from_value: str
+    to_value: str
+    outcome: str
+    result: str
+    """The GA4 event sent, or the reason code for a skip / invalid."""
+    rule: str
+    count: int
+    example: str
+    """One record's detail, e.g. why it was skipped."""
+
+
+def preview_row(
+    t: StageTransition, mapping: LoadedMapping, *, now: datetime, old_events: str
+) -> PreviewRow:
+    row = row_for_transition(t, mapping, now=now, scope="preview", old_events=old_events)
+    outcome = OUTCOME.get(Status(row.status), str(row.status))
+    params = (row.payload or {}).get("event", {}).get("params") if row.payload else None
+    return PreviewRow(
+        record_id=t.record_id,
+        from_value=t.from_value,
+        to_value=t.to_value,
+        changed_at=t.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        outcome=outcome,
+        event=row.event_name,
+        rule=row.rule,
+        reason=row.reason,
+        params=dict(params) if params else None,
+    )
+
+
+def rejected_row(r: RejectedRecord) -> PreviewRow:
+    """A record the connector refused (a bad CSV row, a malformed CRM record): a run stores it
+    as `invalid`, so the preview shows it too, with the reason, instead of dropping it."""
+    return PreviewRow(
+        record_id=r.record_ref,
+        from_value=None,
+        to_value=UNREADABLE,
+        changed_at="",
+        outcome="invalid",
+        event=None,
+        rule=None,
+        reason=r.reason,
+        params=None,
+    )
+
+
+def summarize(rows: Iterable[PreviewRow]) -> list[PreviewLine]:
+    """Group by move and outcome; the biggest groups first."""
+    groups: dict[tuple[str, str, str, str, str], list[PreviewRow]] = {}
+    for r in rows:
+        code = _reason_code(r) if r.outcome != "send" else (r.event or "")
+        key = (r.from_value or "(new)", r.to_value, r.outcome, code, r.rule or "")
+        groups.setdefault(key, []).append(r)
+    lines = [
+        PreviewLine(
+            from_value=k[0],
+            to_value=k[1],
+            outcome=k[2],
+            result=k[3],
+            rule=k[4],
+            count=len(members),
+            example=_example(members[0]),
+        )
+        for k, members in groups.items()
+    ]
+    order = {"send": 0, "invalid": 1, "skip": 2}
+    lines.sort(key=lambda ln: (order.get(ln.outcome, 3), -ln.count, ln.from_value, ln.to_value))
+    return lines
+
+
+def _reason_code(r: PreviewRow) -> str:
+    reason = r.reason or ""
+    if r.outcome == "invalid":
+        if r.to_value == UNREADABLE:
+            return "unreadable record"
+        if reason.startswith("GA4 rule "):
+            return reason.split(" at ", 1)[0]
+        return "mapping rule"
+    return reason.split(":", 1)[0]
+
+
+def _example(r: PreviewRow) -> str:
+    if r.outcome == "send":
+        return json.dumps(r.params or {}, sort_keys=True, default=str)[:120]
+    return f"{r.record_id}: {r.reason or ''}"[:160]
+
+
+CSV_COLUMNS = ["from", "to", "outcome", "event_or_reason", "rule", "count", "example"]
+
+
+def to_csv(lines: list[PreviewLine]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for ln in lines:
+        writer.writerow(
+            [ln.from_value, ln.to_value, ln.outcome, ln.result, ln.rule, ln.count, ln.example]
+        )
+    return buf.getvalue()
+
+
+def to_json(header: dict[str, Any], lines: list[PreviewLine], rows: list[PreviewRow]) -> str:
+    doc = {
+        **header,
+        "summary": [asdict(ln) for ln in lines],
+        "transitions": [asdict(r) for r in rows],
+    }
+    return json.dumps(doc, indent=2, default=str) + "\n"
