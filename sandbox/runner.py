@@ -27,6 +27,16 @@ HUBSPOT_TOKEN = "sandbox-hubspot-token"
 MEASUREMENT_ID = "G-SANDBOX01"
 
 
+def shipped_or_local_mapping(name: str, cwd: Path | None = None) -> Path:
+    """The user's own `mappings/<name>` when the current folder has one, else the shipped copy.
+
+    Sales ops edit `mappings/*.yaml` in their checkout; a sandbox config pointing at the copy
+    inside site-packages would make those edits silently change nothing.
+    """
+    local = (cwd or Path.cwd()) / "mappings" / name
+    return local.resolve() if local.is_file() else MAPPINGS_DIR / name
+
+
 @dataclass
 class SandboxEnvironment:
     workdir: Path
@@ -37,6 +47,10 @@ class SandboxEnvironment:
     salesforce: SalesforceSandbox = field(default_factory=SalesforceSandbox)
     ga4: Ga4Sandbox = field(default_factory=lambda: Ga4Sandbox(expected_secret=GA4_SECRET))
     opportunity_ids: list[str] = field(default_factory=list)
+    mapping_files: list[Path] = field(default_factory=list)
+    hubspot_objects: list[str] = field(default_factory=list)
+    """HubSpot objects the loaded scenario has records of."""
+    """The mapping files the last written config uses (printed, so a user knows which)."""
     hubspot: HubspotSandbox = field(init=False)
     """HubSpot CRM v3 over plain HTTP; its search index lag and limits follow `clock`."""
 
@@ -58,6 +72,11 @@ class SandboxEnvironment:
         scenario = load_scenario(path, default_now=self.clock.now())
         self.opportunity_ids += apply_salesforce(scenario, self.salesforce.data)
         apply_hubspot(scenario, self.hubspot.data)
+        self.hubspot_objects = [obj for obj, has in scenario.has_hubspot.items() if has]
+
+    def scenario_hubspot_mappings(self) -> list[Path]:
+        """One HubSpot mapping per object the loaded scenario has records of (deals, contacts)."""
+        return [shipped_or_local_mapping(f"hubspot_{obj}.yaml") for obj in self.hubspot_objects]
 
     # -- servers ---------------------------------------------------------------------------
     def start(self) -> SandboxEnvironment:
@@ -83,6 +102,19 @@ class SandboxEnvironment:
         self.stop()
 
     # -- config ----------------------------------------------------------------------------
+    def _config_path(self, path: str | Path) -> str:
+        """A path as the config file must hold it to be read back right from any folder.
+
+        The config reader resolves a relative path against the config file's own folder, so a
+        file inside the sandbox folder is written relative to it and anything else absolute
+        (writing the path as it was given, relative to the current folder, resolved twice).
+        """
+        absolute = Path(path).resolve()
+        try:
+            return str(absolute.relative_to(self.workdir.resolve()))
+        except ValueError:
+            return str(absolute)
+
     def write_config(
         self,
         *,
@@ -103,7 +135,7 @@ class SandboxEnvironment:
         (secrets / "ga4_api_secret").write_text(GA4_SECRET + "\n")
         (secrets / "salesforce_session").write_text(SF_SESSION + "\n")
         (secrets / "hubspot_token").write_text(HUBSPOT_TOKEN + "\n")
-        mapping = mapping or MAPPINGS_DIR / "salesforce_opportunity.yaml"
+        mapping = mapping or shipped_or_local_mapping("salesforce_opportunity.yaml")
         config: dict[str, Any] = {
             "ga4": {
                 "measurement_id": MEASUREMENT_ID,
@@ -115,9 +147,9 @@ class SandboxEnvironment:
                 {
                     "name": "salesforce",
                     "type": "salesforce",
-                    "mapping": str(mapping),
+                    "mapping": self._config_path(mapping),
                     "instance_url": self.sf_server.url,
-                    "ca_file": str(self.ca_file),
+                    "ca_file": self._config_path(self.ca_file),
                     "auth": {
                         "method": "session",
                         "session_id": {"file": "secrets/salesforce_session"},
@@ -137,7 +169,7 @@ class SandboxEnvironment:
                 {
                     "name": stem if stem.startswith("hubspot") else f"hubspot_{stem}",
                     "type": "hubspot",
-                    "mapping": str(hs_mapping),
+                    "mapping": self._config_path(hs_mapping),
                     "host": self.hubspot_server.url,
                     "access_token": {"file": "secrets/hubspot_token"},
                     "every": "1m",
@@ -147,6 +179,7 @@ class SandboxEnvironment:
                 }
             )
         path = self.workdir / name
+        self.mapping_files = [Path(c["mapping"]) for c in config["connectors"]]
         header = (
             "# Written by ga4sync for the local sandbox. Secrets are in secrets/;\n"
             "# copy this file as a starting point for a real config.\n"

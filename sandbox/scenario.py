@@ -28,6 +28,10 @@ Format (YAML or JSON), documented in docs/scenarios.md:
           archived_at: -1h                     # optional
 
 Times are ISO-8601 (`2026-11-20T10:00:00Z`) or offsets from `now` (`-2h`, `-30m`, `-3d`).
+
+The file is read with the same YAML reader and pydantic models as config and mapping files, so
+a misspelt key (`stgae:`), a time such as `yesterday` or an unknown HubSpot stage is one
+`file:line:column` line naming the key, not a traceback or a silently ignored section.
 """
 
 from __future__ import annotations
@@ -35,94 +39,208 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
 from ga4sync.core.durations import parse_duration
-from ga4sync.sandbox.hubspot_data import HubspotData, Pipeline, Stage
+from ga4sync.core.errors import ConfigError
+from ga4sync.core.validation_errors import dotted, format_validation_error
+from ga4sync.core.yamlsource import Loc, YamlDocument, YamlSourceError, load_yaml_file
+from ga4sync.sandbox.hubspot_data import LIFECYCLE_STAGES, HubspotData, Pipeline, Stage
 from ga4sync.sandbox.salesforce_data import SALESFORCE_ID, SalesforceData
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 
-class ScenarioError(ValueError):
-    pass
+class ScenarioError(ConfigError):
+    """A scenario file the sandbox cannot replay; each problem names file:line:column."""
 
 
-def parse_time(value: Any, now: datetime) -> datetime:
+def parse_time(value: datetime | str, now: datetime) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     text = str(value).strip()
     if text.startswith(("-", "+")):
         sign = -1 if text[0] == "-" else 1
         return now + sign * parse_duration(text[1:])
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ScenarioError(f"`{value}` is neither an ISO time nor an offset like -2h") from None
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _time_shape(value: datetime | str) -> datetime | str:
+    """Refuse at load what `parse_time` could not read later, when `now` is known."""
+    try:
+        parse_time(value, datetime(2000, 1, 1, tzinfo=UTC))
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"`{value}` is neither an ISO time (2026-11-20T10:00:00Z) nor an offset from "
+            "`now` such as -2h, -30m or -3d"
+        ) from None
+    return value
+
+
+ScenarioTime = Annotated[datetime | str, AfterValidator(_time_shape)]
+Scalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class SalesforceStep(_Strict):
+    at: ScenarioTime
+    stage: str | None = None
+    fields: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class Opportunity(_Strict):
+    id: str | None = None
+    name: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    client_id: str | None = None
+    fields: dict[str, Scalar] = Field(default_factory=dict)
+    stages: list[SalesforceStep] = Field(min_length=1)
+    deleted_at: ScenarioTime | None = None
+
+
+class SalesforceSection(_Strict):
+    opportunities: list[Opportunity] = Field(default_factory=list)
+
+
+class HubspotStep(_Strict):
+    at: ScenarioTime
+    stage: str | None = None
+    properties: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class HubspotRecord(_Strict):
+    id: str | None = None
+    name: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    client_id: str | None = None
+    email: str | None = None
+    pipeline: str | None = None
+    properties: dict[str, Scalar] = Field(default_factory=dict)
+    stages: list[HubspotStep] = Field(min_length=1)
+    archived_at: ScenarioTime | None = None
+
+
+class PipelineStage(_Strict):
+    id: str
+    label: str
+    closed: bool = False
+
+
+class HubspotPipeline(_Strict):
+    id: str
+    label: str
+    stages: list[PipelineStage] = Field(min_length=1)
+
+
+class HubspotSection(_Strict):
+    pipelines: list[HubspotPipeline] = Field(default_factory=list)
+    deals: list[HubspotRecord] = Field(default_factory=list)
+    contacts: list[HubspotRecord] = Field(default_factory=list)
+
+
+class ScenarioFile(_Strict):
+    now: ScenarioTime | None = None
+    salesforce: SalesforceSection = Field(default_factory=SalesforceSection)
+    hubspot: HubspotSection = Field(default_factory=HubspotSection)
 
 
 @dataclass
 class Scenario:
     now: datetime
-    data: dict[str, Any]
+    content: ScenarioFile
+    doc: YamlDocument
+    """Kept so a problem found while replaying (an unknown stage) still names its line."""
+
+    def error(self, loc: Loc, message: str) -> ScenarioError:
+        return ScenarioError(f"{self.doc.where(loc)}: {dotted(loc)}: {message}")
+
+    @property
+    def has_hubspot(self) -> dict[str, bool]:
+        """Which HubSpot objects the scenario holds records of (the sandbox wires those in)."""
+        return {
+            "deals": bool(self.content.hubspot.deals),
+            "contacts": bool(self.content.hubspot.contacts),
+        }
 
 
 def load_scenario(path: str | Path, default_now: datetime | None = None) -> Scenario:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"scenario {path} must be a mapping with a `salesforce:` section")
+        doc = load_yaml_file(path)
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
+    if not isinstance(doc.data, dict):
+        raise ScenarioError(
+            f"{path}:1:1: a scenario file is a block of keys: `salesforce:` and/or `hubspot:` "
+            "(see docs/scenarios.md)"
+        )
+    try:
+        content = ScenarioFile.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ScenarioError(format_validation_error(doc, exc, ScenarioFile)) from None
     now = default_now or datetime.now(UTC)
-    if raw.get("now") is not None:
-        now = parse_time(raw["now"], now)
-    return Scenario(now, raw)
+    if content.now is not None:
+        now = parse_time(content.now, now)
+    return Scenario(now, content, doc)
 
 
 def apply_salesforce(
     scenario: Scenario, data: SalesforceData, client_id_field: str = "GA_Client_ID__c"
 ) -> list[str]:
-    section = scenario.data.get("salesforce") or {}
     ids: list[str] = []
-    for i, opp in enumerate(section.get("opportunities") or []):
-        stages = opp.get("stages") or []
-        if not stages:
-            raise ScenarioError(f"salesforce.opportunities[{i}] needs at least one stage")
-        fields = dict(opp.get("fields") or {})
-        if "name" in opp:
-            fields["Name"] = opp["name"]
-        if "amount" in opp:
-            fields["Amount"] = opp["amount"]
-        if "currency" in opp:
-            fields["CurrencyIsoCode"] = opp["currency"]
-        if opp.get("client_id") is not None:
-            fields[client_id_field] = str(opp["client_id"])
-        record_id = opp.get("id")
-        if record_id is not None and not SALESFORCE_ID.match(str(record_id)):
+    for i, opp in enumerate(scenario.content.salesforce.opportunities):
+        loc: Loc = ("salesforce", "opportunities", i)
+        fields: dict[str, Any] = dict(opp.fields)
+        for key, name in (("name", "Name"), ("amount", "Amount"), ("currency", "CurrencyIsoCode")):
+            if key in opp.model_fields_set:
+                fields[name] = getattr(opp, key)
+        if opp.client_id is not None:
+            fields[client_id_field] = opp.client_id
+        if opp.id is not None and not SALESFORCE_ID.match(opp.id):
             # The sandbox refuses malformed ids in queries as Salesforce does (`invalid ID
             # field`), so a made-up id here would only fail later, far from its cause.
-            raise ScenarioError(
-                f"salesforce.opportunities[{i}].id `{record_id}` is not a Salesforce id (15 or "
-                "18 letters and digits, e.g. 006000000000001AAA); leave it out to generate one"
+            raise scenario.error(
+                (*loc, "id"),
+                f"`{opp.id}` is not a Salesforce id (15 or 18 letters and digits, e.g. "
+                "006000000000001AAA); leave it out to generate one",
             )
-        first = stages[0]
+        first = opp.stages[0]
+        if first.stage is None:
+            raise scenario.error(
+                (*loc, "stages", 0), "the first step creates the record: give it a `stage`"
+            )
         oid = data.create_opportunity(
-            parse_time(first["at"], scenario.now),
-            stage=str(first["stage"]),
-            record_id=None if record_id is None else str(record_id),
+            parse_time(first.at, scenario.now),
+            stage=first.stage,
+            record_id=opp.id,
             **fields,
         )
-        for step in stages[1:]:
-            at = parse_time(step["at"], scenario.now)
-            if "stage" in step:
-                data.move_opportunity(oid, str(step["stage"]), at, **(step.get("fields") or {}))
+        for step in opp.stages[1:]:
+            at = parse_time(step.at, scenario.now)
+            if step.stage is not None:
+                data.move_opportunity(oid, step.stage, at, **step.fields)
             else:
-                data.edit_opportunity(oid, at, **(step.get("fields") or {}))
-        if opp.get("deleted_at") is not None:
-            data.delete_opportunity(oid, parse_time(opp["deleted_at"], scenario.now))
+                data.edit_opportunity(oid, at, **step.fields)
+        if opp.deleted_at is not None:
+            data.delete_opportunity(oid, parse_time(opp.deleted_at, scenario.now))
         ids.append(oid)
     return ids
+
+
+def _stage_ids(data: HubspotData, object_type: str, pipeline: str | None) -> dict[str, str]:
+    """Stage id -> pipeline label for the stages a record may take (HubSpot refuses others)."""
+    if object_type == "contacts":
+        return {value: "lifecycle stages" for value, _ in LIFECYCLE_STAGES}
+    return {
+        stage.id: p.label
+        for p in data.pipelines.get(object_type, [])
+        if pipeline is None or p.id == pipeline
+        for stage in p.stages
+    }
 
 
 def apply_hubspot(scenario: Scenario, data: HubspotData) -> dict[str, list[str]]:
@@ -131,22 +249,23 @@ def apply_hubspot(scenario: Scenario, data: HubspotData) -> dict[str, list[str]]
     Each step's `stage` sets `dealstage` (deals) or `lifecyclestage` (contacts); `properties`
     sets anything else at the same time (e.g. `hs_lead_status`), writing history as HubSpot does.
     """
-    section = scenario.data.get("hubspot") or {}
-    for i, raw in enumerate(section.get("pipelines") or []):
-        stages = [
-            Stage(str(s["id"]), str(s["label"]), bool(s.get("closed", False)))
-            for s in raw.get("stages") or []
-        ]
-        if not stages or not raw.get("id") or not raw.get("label"):
-            raise ScenarioError(f"hubspot.pipelines[{i}] needs id, label and stages")
-        data.add_pipeline("deals", Pipeline(str(raw["id"]), str(raw["label"]), stages))
+    section = scenario.content.hubspot
+    for raw in section.pipelines:
+        stages = [Stage(s.id, s.label, s.closed) for s in raw.stages]
+        data.add_pipeline("deals", Pipeline(raw.id, raw.label, stages))
     ids: dict[str, list[str]] = {}
     for object_type, stage_prop in (("deals", "dealstage"), ("contacts", "lifecyclestage")):
-        for i, rec in enumerate(section.get(object_type) or []):
-            steps = rec.get("stages") or []
-            if not steps:
-                raise ScenarioError(f"hubspot.{object_type}[{i}] needs at least one stage")
-            props = {k: v for k, v in (rec.get("properties") or {}).items()}
+        for i, rec in enumerate(getattr(section, object_type)):
+            loc: Loc = ("hubspot", object_type, i)
+            known = _stage_ids(data, object_type, rec.pipeline)
+            for j, step in enumerate(rec.stages):
+                if step.stage is not None and step.stage not in known:
+                    raise scenario.error(
+                        (*loc, "stages", j, "stage"),
+                        f"`{step.stage}` is not a stage id here; HubSpot stores ids, not "
+                        f"labels: one of {', '.join(sorted(known)) or '(none: unknown pipeline)'}",
+                    )
+            props: dict[str, Any] = dict(rec.properties)
             for key, prop in (
                 ("name", "dealname"),
                 ("amount", "amount"),
@@ -155,24 +274,21 @@ def apply_hubspot(scenario: Scenario, data: HubspotData) -> dict[str, list[str]]
                 ("email", "email"),
                 ("pipeline", "pipeline"),
             ):
-                if rec.get(key) is not None:
-                    props[prop] = rec[key]
-            first = steps[0]
-            props.update(first.get("properties") or {})
-            if "stage" in first:
-                props[stage_prop] = str(first["stage"])
+                if getattr(rec, key) is not None:
+                    props[prop] = getattr(rec, key)
+            first = rec.stages[0]
+            props.update(first.properties)
+            if first.stage is not None:
+                props[stage_prop] = first.stage
             rid = data.create(
-                object_type,
-                parse_time(first["at"], scenario.now),
-                props,
-                record_id=str(rec["id"]) if rec.get("id") is not None else None,
+                object_type, parse_time(first.at, scenario.now), props, record_id=rec.id
             )
-            for step in steps[1:]:
-                changes = dict(step.get("properties") or {})
-                if "stage" in step:
-                    changes[stage_prop] = str(step["stage"])
-                data.update(object_type, rid, parse_time(step["at"], scenario.now), changes)
-            if rec.get("archived_at") is not None:
-                data.archive(object_type, rid, parse_time(rec["archived_at"], scenario.now))
+            for step in rec.stages[1:]:
+                changes: dict[str, Any] = dict(step.properties)
+                if step.stage is not None:
+                    changes[stage_prop] = step.stage
+                data.update(object_type, rid, parse_time(step.at, scenario.now), changes)
+            if rec.archived_at is not None:
+                data.archive(object_type, rid, parse_time(rec.archived_at, scenario.now))
             ids.setdefault(object_type, []).append(rid)
     return ids

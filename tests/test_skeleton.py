@@ -134,5 +134,8 @@ def test_scenario_with_a_made_up_salesforce_id_is_refused_where_it_is_written(
         "salesforce:\n  opportunities:\n"
         "    - id: opp-1\n      stages: [{stage: Prospecting, at: -2h}]\n"
     )
-    with pytest.raises(ScenarioError, match=r"opportunities\[0\]\.id `opp-1` is not a Salesforce"):
+    with pytest.raises(
+        ScenarioError,
+        match=r"bad.yaml:3:7: salesforce.opportunities\[0\]\.id: `opp-1` is not a Salesforce",
+    ):
         apply_salesforce(load_scenario(path), SalesforceData())

@@ -38,7 +38,12 @@ def sandbox(
     port_ga4: int,
     workdir: Path,
 ) -> None:
-    """Serve a sandbox Salesforce (HTTPS) and GA4 on 127.0.0.1 and print a ready config."""
+    """Serve sandbox Salesforce, HubSpot and GA4 on 127.0.0.1 and print a ready config.
+
+    The config has a Salesforce connector, plus a HubSpot connector for deals and/or contacts
+    when the scenario has HubSpot records. Mappings come from ./mappings/ when that folder has
+    them (so your edits count), else the shipped copies; the command prints which.
+    """
     env = SandboxEnvironment(workdir, port_salesforce=port_salesforce, port_ga4=port_ga4)
     if scenario:
         env.load_scenario(scenario)
@@ -58,7 +63,7 @@ def sandbox(
             "or --port-ga4 already in use? 0 picks a free port"
         ) from None
     try:
-        config = env.write_config()
+        config = env.write_config(hubspot=env.scenario_hubspot_mappings())
         console.print(f"Salesforce (REST, HTTPS): {env.sf_server.url}")
         console.print(f"HubSpot (CRM v3, HTTP):   {env.hubspot_server.url} (token in secrets/)")
         console.print(
@@ -67,6 +72,8 @@ def sandbox(
         )
         console.print(f"CA file to trust:         {env.ca_file}")
         console.print(f"Ready-to-use config:      {config}")
+        for mapping in env.mapping_files:
+            console.print(f"Mapping file used:        {mapping}")
         console.print(f"\nTry:  ga4sync --config {config} run\n")
         console.print(config.read_text())
         console.print("Press Ctrl-C to stop.")
