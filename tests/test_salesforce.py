@@ -391,11 +391,16 @@ def test_lead_snapshot_mode_sees_status_and_conversion(
             "detection: history\nhistory_object: LeadHistory\n", "detection: snapshot\n"
         )
     )
-    t0 = _now(sandbox) - timedelta(hours=1)
+    # The move must fall inside the poll's overlap (10 min) and on the same UTC day as the
+    # creation, whatever the time of day the suite runs at (conversion is timed at midnight).
+    t1 = _now(sandbox) - timedelta(minutes=5)
+    day = datetime.combine(t1.date(), datetime.min.time(), UTC)
+    if t1 - day < timedelta(seconds=2):
+        t1, day = day - timedelta(seconds=1), day - timedelta(days=1)
+    t0 = max(t1 - timedelta(hours=1), day + timedelta(seconds=1))
     lead = data.create_lead(t0, status="Open - Not Contacted", GA_Client_ID__c="1.5")
     engine, _ = make_engine(mapping=mapping)
     assert engine.capture("salesforce").status == "ok"
-    t1 = _now(sandbox) - timedelta(minutes=5)
     data.move_lead(lead, "Working - Contacted", t1)
     data.convert_lead(lead, t1 + timedelta(seconds=1))
     report = engine.capture("salesforce")
