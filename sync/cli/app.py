@@ -5,14 +5,89 @@ from __future__ import annotations
 import sys
 
 import click
-import sqlalchemy as sa
 from ga4sync import __version__
+from ga4sync.cli.lazy import LazyCommand, LazyGroup
 from ga4sync.core.errors import ConfigError, MappingError
 from ga4sync.core.logs import configure_logging
-from ga4sync.state.errors import StateStoreError, describe
+
+COMMANDS = (
+    LazyCommand(
+        "backfill",
+        "ga4sync.cli.backfill_cmd",
+        "backfill",
+        "Send one connector's changes in a past window, beside the daemon.",
+    ),
+    LazyCommand(
+        "daemon",
+        "ga4sync.cli.daemon_cmd",
+        "daemon",
+        "Capture and deliver each connector on its schedule until stopped.",
+    ),
+    LazyCommand(
+        "demo", "ga4sync.cli.demo", "demo", "Three syncs against the local sandbox, no credentials."
+    ),
+    LazyCommand("ga4", "ga4sync.cli.ga4_cmd", "ga4", "GA4 Measurement Protocol tools."),
+    LazyCommand(
+        "mappings",
+        "ga4sync.cli.mappings_cmd",
+        "mappings",
+        "Check mapping files and preview what they would send.",
+    ),
+    LazyCommand(
+        "outbox",
+        "ga4sync.cli.outbox_cmd",
+        "outbox",
+        "Every captured transition and what happened to it.",
+    ),
+    LazyCommand(
+        "report",
+        "ga4sync.cli.report_cmd",
+        "report",
+        "Events per day, skips by reason and failures, as an HTML page.",
+    ),
+    LazyCommand(
+        "run", "ga4sync.cli.run", "run", "Capture new stage changes once, deliver what is due."
+    ),
+    LazyCommand(
+        "sandbox",
+        "ga4sync.cli.sandbox_cmd",
+        "sandbox",
+        "Serve local Salesforce, HubSpot and GA4 stand-ins until Ctrl-C.",
+    ),
+    LazyCommand("state", "ga4sync.cli.state_cmd", "state", "The state database: retention."),
+    LazyCommand(
+        "status",
+        "ga4sync.cli.status_cmd",
+        "status",
+        "Last run, freshness, queue, CRM API usage and warnings.",
+    ),
+)
+GLOBAL_OPTIONS = {"--config": True, "-c": True, "--log-level": True, "--log-format": True}
+"""Accepted before or after the subcommand (option -> takes a value)."""
 
 
-class Ga4SyncGroup(click.Group):
+def _state_error_exit(exc: Exception) -> None:
+    """A state-store failure as one `error:` line and its exit code; other errors pass on.
+
+    The state modules (and SQLAlchemy) are looked at only when something imported them: if
+    they were never imported, the error cannot be theirs, and `--help` stays fast.
+    """
+    if "ga4sync.state.errors" not in sys.modules:
+        return
+    import sqlalchemy as sa
+    from ga4sync.state.errors import StateStoreError, describe
+
+    if isinstance(exc, StateStoreError):
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        # The state database failed mid-command (dropped connection, damaged file).
+        error = describe(exc, None)
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+
+
+class Ga4SyncGroup(LazyGroup):
     """Turns our own errors into one clear message and exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
@@ -22,17 +97,12 @@ class Ga4SyncGroup(click.Group):
             for line in exc.problems:
                 click.echo(f"error: {line}", err=True)
             sys.exit(2)
-        except StateStoreError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except sa.exc.SQLAlchemyError as exc:
-            # The state database failed mid-command (dropped connection, damaged file).
-            error = describe(exc, None)
-            click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
+        except Exception as exc:
+            _state_error_exit(exc)
+            raise
 
 
-@click.group(cls=Ga4SyncGroup)
+@click.group(cls=Ga4SyncGroup, lazy_commands=COMMANDS, global_options=GLOBAL_OPTIONS)
 @click.version_option(__version__, prog_name="ga4sync")
 @click.option(
     "--config",
@@ -48,45 +118,20 @@ class Ga4SyncGroup(click.Group):
     default="WARNING",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="How much to log (to stderr); INFO shows each run.",
 )
 @click.option(
-    "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one object per line, for log collectors.",
 )
 @click.pass_context
 def main(ctx: click.Context, config_path: str, log_level: str, log_format: str) -> None:
-    """Send CRM stage changes to GA4 as offline conversions, each exactly once."""
+    """Send CRM stage changes to GA4 as offline conversions, each exactly once.
+
+    The options above may also follow the command: `ga4sync run --config prod.yaml`.
+    """
     configure_logging(log_level, log_format)
     ctx.obj = {"config_path": config_path}
-
-
-def _register() -> None:
-    from ga4sync.cli import demo, run, sandbox_cmd
-
-    main.add_command(run.run)
-    main.add_command(demo.demo)
-    main.add_command(sandbox_cmd.sandbox)
-    from ga4sync.cli import mappings_cmd
-
-    main.add_command(mappings_cmd.mappings)
-    from ga4sync.cli import ga4_cmd
-
-    main.add_command(ga4_cmd.ga4)
-    from ga4sync.cli import daemon_cmd
-
-    main.add_command(daemon_cmd.daemon)
-    from ga4sync.cli import backfill_cmd
-
-    main.add_command(backfill_cmd.backfill)
-    from ga4sync.cli import outbox_cmd, state_cmd
-
-    main.add_command(outbox_cmd.outbox)
-    main.add_command(state_cmd.state)
-    from ga4sync.cli import status_cmd
-
-    main.add_command(status_cmd.status)
-    from ga4sync.cli import report_cmd
-
-    main.add_command(report_cmd.report)
-
-
-_register()

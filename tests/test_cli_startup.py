@@ -1,0 +1,74 @@
+"""The command line starts fast and takes its global options where people type them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from ga4sync.cli.app import COMMANDS, GLOBAL_OPTIONS, main
+from ga4sync.cli.lazy import LazyCommand
+
+HEAVY = ("pandas", "sqlalchemy", "simple_salesforce", "hubspot", "requests", "apscheduler")
+
+
+def test_help_imports_none_of_the_heavy_libraries() -> None:
+    probe = (
+        "import sys\n"
+        "from ga4sync.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+@pytest.mark.parametrize("spec", COMMANDS, ids=lambda c: c.name)
+def test_every_listed_command_exists_and_its_summary_is_a_whole_sentence(
+    spec: LazyCommand,
+) -> None:
+    command = main.get_command(click.Context(main), spec.name)
+    assert isinstance(command, click.Command) and command.name == spec.name
+    assert spec.summary.endswith(".") and len(spec.summary) <= 66  # fits 80 columns
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["run", "--config", "x.yaml"], ["--config", "x.yaml", "run"]),
+        (
+            ["status", "--log-level=DEBUG", "--days", "3"],
+            ["--log-level=DEBUG", "status", "--days", "3"],
+        ),
+        (["-c", "a.yaml", "run", "-c", "b.yaml"], ["-c", "a.yaml", "-c", "b.yaml", "run"]),
+        (["outbox", "list", "--log-format", "json"], ["--log-format", "json", "outbox", "list"]),
+        (["run", "--", "--config"], ["run", "--", "--config"]),
+        (["--config", "run", "status"], ["--config", "run", "status"]),
+        (["nosuchcommand", "--config", "x"], ["nosuchcommand", "--config", "x"]),
+    ],
+)
+def test_global_options_after_the_subcommand_move_in_front(
+    args: list[str], expected: list[str]
+) -> None:
+    assert main.hoist_global_options(args) == expected  # type: ignore[attr-defined]
+    assert set(GLOBAL_OPTIONS) == {"--config", "-c", "--log-level", "--log-format"}
+
+
+def test_config_after_the_subcommand_is_the_config_used(tmp_path: Path) -> None:
+    missing = tmp_path / "elsewhere.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "ga4sync", "run", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert f"config file {missing} not found" in result.stderr
