@@ -17,7 +17,8 @@ def _readme_commands() -> list[str]:
 def test_readme_has_exactly_the_two_setup_commands() -> None:
     assert _readme_commands() == [
         "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/ga4sync demo",
-        "python3 -m venv .venv && .venv/bin/pip install '.[test]' && .venv/bin/python -m pytest -n auto",
+        "python3 -m venv .venv && .venv/bin/pip install '.[test]' "
+        "&& .venv/bin/python -m pytest -n auto",
     ]
 
 

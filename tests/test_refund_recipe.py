@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from ga4sync.sandbox.runner import SandboxEnvironment
+
 from tests.conftest import EngineFactory
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "mappings.md"
