@@ -1,7 +1,8 @@
 """The walk over one Measurement Protocol payload behind `rules.validate_payload`.
 
-Kept apart from the rule catalogue (rules.py) so each stays readable: rules.py says what the
-rules are and which mode applies them, this module finds where a payload breaks them.
+Kept apart from the rule catalogue (catalogue.py) so each stays readable: the catalogue says
+what the rules are and which mode applies them, field_rules.py how one name or value breaks
+them, and this module where in a payload they are broken.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from datetime import datetime
 from typing import Any
 
 from ga4sync.core.clock import to_micros
-from ga4sync.ga4.event_checks import EventChecks, is_number, show
-from ga4sync.ga4.identity import looks_like_email, looks_like_phone, strip_cookie_prefix
-from ga4sync.ga4.rules import (
+from ga4sync.ga4.catalogue import PARSE_ERROR, RULES, Mode, ValidationMessage
+from ga4sync.ga4.event_checks import EventChecks, show
+from ga4sync.ga4.field_rules import (
+    encoded_size,
+    is_client_id,
+    too_many_user_properties,
+    user_property_name_breaks,
+    user_property_value_breaks,
+)
+from ga4sync.ga4.limits import (
     ADDRESS_KEYS,
     BACKDATE_WINDOW,
-    CLIENT_ID,
     CONSENT_KEYS,
     FUTURE_TOLERANCE,
     MAX_ADDRESSES,
@@ -28,18 +35,11 @@ from ga4sync.ga4.rules import (
     MAX_USER_PROPERTIES,
     MAX_USER_PROPERTY_NAME,
     MAX_USER_PROPERTY_VALUE,
-    NAME,
-    PARSE_ERROR,
-    RESERVED_USER_PROPERTIES,
-    RESERVED_USER_PROPERTY_PREFIXES,
-    RULES,
     SHA256_HEX,
     TOP_LEVEL_KEYS,
     USER_DATA_KEYS,
-    Mode,
-    ValidationMessage,
-    encoded_size,
 )
+from ga4sync.ga4.pii import looks_like_pii
 
 INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
 
@@ -127,7 +127,7 @@ class PayloadChecker(EventChecks):
                     f"client_id [{show(cid)}] must be a non-empty string.",
                     "VALUE_INVALID",
                 )
-            elif not CLIENT_ID.match(strip_cookie_prefix(cid)):
+            elif not is_client_id(cid):
                 self.add(
                     "client_id_format",
                     "client_id",
@@ -147,7 +147,7 @@ class PayloadChecker(EventChecks):
                 f"user_id has [{len(uid)}] characters. The maximum is [{MAX_USER_ID}].",
                 "VALUE_OUT_OF_BOUNDS",
             )
-        elif looks_like_email(uid) or looks_like_phone(uid):
+        elif looks_like_pii(uid):
             self.add(
                 "pii",
                 "user_id",
@@ -202,7 +202,7 @@ class PayloadChecker(EventChecks):
                 "user_properties_type", path, "user_properties must be an object.", "VALUE_INVALID"
             )
             return
-        if len(props) > MAX_USER_PROPERTIES:
+        if too_many_user_properties(len(props)):
             self.add(
                 "user_properties_count",
                 path,
@@ -211,31 +211,24 @@ class PayloadChecker(EventChecks):
                 "EXCEEDED_MAX_ENTITIES",
             )
         for name, body in props.items():
-            if not NAME.match(name):
-                self.add(
-                    "user_property_name",
-                    path,
-                    f"User property has invalid name [{show(name)}]. Names must start with an "
-                    "alphabetic character.",
-                    "NAME_INVALID",
-                )
-            elif len(name) > MAX_USER_PROPERTY_NAME:
-                self.add(
-                    "user_property_name_length",
-                    path,
-                    f"User property name [{show(name)}] is longer than [{MAX_USER_PROPERTY_NAME}] "
-                    "characters.",
-                    "VALUE_OUT_OF_BOUNDS",
-                )
-            elif name in RESERVED_USER_PROPERTIES or name.startswith(
-                RESERVED_USER_PROPERTY_PREFIXES
-            ):
-                self.add(
-                    "user_property_reserved",
-                    path,
-                    f"User property has name [{show(name)}] which is reserved.",
-                    "NAME_RESERVED",
-                )
+            for rule in user_property_name_breaks(name):
+                description, code = {
+                    "user_property_name": (
+                        f"User property has invalid name [{show(name)}]. Names must start with "
+                        "an alphabetic character.",
+                        "NAME_INVALID",
+                    ),
+                    "user_property_name_length": (
+                        f"User property name [{show(name)}] is longer than "
+                        f"[{MAX_USER_PROPERTY_NAME}] characters.",
+                        "VALUE_OUT_OF_BOUNDS",
+                    ),
+                    "user_property_reserved": (
+                        f"User property has name [{show(name)}] which is reserved.",
+                        "NAME_RESERVED",
+                    ),
+                }[rule]
+                self.add(rule, path, description, code)
             if not isinstance(body, dict) or "value" not in body:
                 self.add(
                     "user_properties_type",
@@ -247,30 +240,25 @@ class PayloadChecker(EventChecks):
             value = body["value"]
             if body.get("timestamp_micros") is not None:
                 self.timestamp(body["timestamp_micros"], "timestamp_micros", "User property")
-            if not (isinstance(value, str) or is_number(value)):
-                self.add(
-                    "user_property_value",
-                    path,
-                    f"User property [{show(name)}] has invalid value [{show(value)}]. "
-                    "Values must be strings or numbers.",
-                    "VALUE_INVALID",
-                )
-            elif isinstance(value, str) and len(value) > MAX_USER_PROPERTY_VALUE:
-                self.add(
-                    "user_property_length",
-                    path,
-                    f"User property [{show(name)}] value is longer than "
-                    f"[{MAX_USER_PROPERTY_VALUE}] characters.",
-                    "VALUE_OUT_OF_BOUNDS",
-                )
-            elif looks_like_email(value) or looks_like_phone(value):
-                self.add(
-                    "pii",
-                    path,
-                    f"User property [{show(name)}] looks like an email address or phone "
-                    "number; GA4 forbids PII.",
-                    "VALUE_INVALID",
-                )
+            for rule in user_property_value_breaks(value):
+                description, code = {
+                    "user_property_value": (
+                        f"User property [{show(name)}] has invalid value [{show(value)}]. "
+                        "Values must be strings or numbers.",
+                        "VALUE_INVALID",
+                    ),
+                    "user_property_length": (
+                        f"User property [{show(name)}] value is longer than "
+                        f"[{MAX_USER_PROPERTY_VALUE}] characters.",
+                        "VALUE_OUT_OF_BOUNDS",
+                    ),
+                    "pii": (
+                        f"User property [{show(name)}] looks like an email address or phone "
+                        "number; GA4 forbids PII.",
+                        "VALUE_INVALID",
+                    ),
+                }[rule]
+                self.add(rule, path, description, code)
 
     def consent(self, payload: dict[str, Any]) -> None:
         npa = payload.get("non_personalized_ads")

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
-from ga4sync.ga4.identity import looks_like_email, looks_like_phone
-from ga4sync.ga4.rules import (
-    CURRENCY,
+from ga4sync.ga4.catalogue import PARSE_ERROR
+from ga4sync.ga4.field_rules import (
+    event_name_breaks,
+    is_currency_code,
+    is_identifier_param,
+    is_number,
+    param_name_breaks,
+    param_value_breaks,
+    too_many_params,
+)
+from ga4sync.ga4.limits import (
     EVENT_KEYS,
     ITEM_STANDARD_KEYS,
     MAX_ITEM_CUSTOM_PARAMS,
@@ -16,19 +23,8 @@ from ga4sync.ga4.rules import (
     MAX_NAME,
     MAX_PARAM_VALUE,
     MAX_PARAMS,
-    NAME,
-    PARSE_ERROR,
-    RESERVED_EVENTS,
-    RESERVED_PARAM_PREFIXES,
-    RESERVED_PARAMS,
 )
-
-
-def is_number(value: Any) -> bool:
-    """JSON numbers GA4 can store: not booleans, not NaN/Infinity (pandas' empty cell)."""
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+from ga4sync.ga4.pii import looks_like_pii
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -68,28 +64,25 @@ class EventChecks:
         name = event.get("name")
         if not isinstance(name, str) or not name:
             self.add("event_name_required", "events", f"{at} requires a name.", "VALUE_REQUIRED")
-        elif not NAME.match(name):
-            self.add(
-                "event_name",
-                "events",
-                f"{at} has invalid name [{show(name)}]. Names must start with an alphabetic "
-                "character.",
-                "NAME_INVALID",
-            )
-        elif len(name) > MAX_NAME:
-            self.add(
-                "event_name_length",
-                "events",
-                f"{at} has name [{show(name)}] which is longer than [{MAX_NAME}] characters.",
-                "VALUE_OUT_OF_BOUNDS",
-            )
-        elif name in RESERVED_EVENTS:
-            self.add(
-                "event_name_reserved",
-                "events",
-                f"{at} has name [{show(name)}] which is reserved.",
-                "NAME_RESERVED",
-            )
+        else:
+            for rule in event_name_breaks(name):
+                description, code = {
+                    "event_name": (
+                        f"{at} has invalid name [{show(name)}]. Names must start with an "
+                        "alphabetic character.",
+                        "NAME_INVALID",
+                    ),
+                    "event_name_length": (
+                        f"{at} has name [{show(name)}] which is longer than [{MAX_NAME}] "
+                        "characters.",
+                        "VALUE_OUT_OF_BOUNDS",
+                    ),
+                    "event_name_reserved": (
+                        f"{at} has name [{show(name)}] which is reserved.",
+                        "NAME_RESERVED",
+                    ),
+                }[rule]
+                self.add(rule, "events", description, code)
         if event.get("timestamp_micros") is not None:
             self.timestamp(event["timestamp_micros"], "timestamp_micros", at)
         params = event.get("params")
@@ -100,7 +93,7 @@ class EventChecks:
                 "params_type", "events.params", f"{at} params must be an object.", "VALUE_INVALID"
             )
             return
-        if len(params) > MAX_PARAMS:
+        if too_many_params(len(params)):
             self.add(
                 "params_count",
                 "events.params",
@@ -113,56 +106,46 @@ class EventChecks:
 
     def param(self, at: str, pname: str, value: Any) -> None:
         path = "events.params"
-        if not NAME.match(pname):
-            self.add(
-                "param_name",
-                path,
-                f"{at} has invalid param name [{show(pname)}]. Names must start with an "
-                "alphabetic character.",
-                "NAME_INVALID",
-            )
-        elif len(pname) > MAX_NAME:
-            self.add(
-                "param_name_length",
-                path,
-                f"{at} has param name [{show(pname)}] which is longer than [{MAX_NAME}] "
-                "characters.",
-                "VALUE_OUT_OF_BOUNDS",
-            )
-        if pname in RESERVED_PARAMS or pname.startswith(RESERVED_PARAM_PREFIXES):
-            self.add(
-                "param_reserved",
-                path,
-                f"{at} has param name [{show(pname)}] which is reserved.",
-                "NAME_RESERVED",
-            )
+        for rule in param_name_breaks(pname):
+            description, code = {
+                "param_name": (
+                    f"{at} has invalid param name [{show(pname)}]. Names must start with an "
+                    "alphabetic character.",
+                    "NAME_INVALID",
+                ),
+                "param_name_length": (
+                    f"{at} has param name [{show(pname)}] which is longer than [{MAX_NAME}] "
+                    "characters.",
+                    "VALUE_OUT_OF_BOUNDS",
+                ),
+                "param_reserved": (
+                    f"{at} has param name [{show(pname)}] which is reserved.",
+                    "NAME_RESERVED",
+                ),
+            }[rule]
+            self.add(rule, path, description, code)
         if pname == "items":
             self.items(at, value)
             return
-        if not (isinstance(value, str) or is_number(value)):
-            self.add(
-                "param_scalar",
-                path,
-                f"{at} has param [{show(pname)}] with invalid value [{show(value)}]. "
-                "Values must be strings or numbers.",
-                "VALUE_INVALID",
-            )
-        elif isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
-            self.add(
-                "param_value_length",
-                path,
-                f"{at} has param [{show(pname)}] with a value longer than [{MAX_PARAM_VALUE}] "
-                "characters.",
-                "VALUE_OUT_OF_BOUNDS",
-            )
-        elif looks_like_email(value) or looks_like_phone(value):
-            self.add(
-                "pii",
-                path,
-                f"{at} has param [{show(pname)}] that looks like an email address or phone "
-                "number; GA4 forbids PII.",
-                "VALUE_INVALID",
-            )
+        for rule in param_value_breaks(value, identifier=is_identifier_param(pname)):
+            description, code = {
+                "param_scalar": (
+                    f"{at} has param [{show(pname)}] with invalid value [{show(value)}]. "
+                    "Values must be strings or numbers.",
+                    "VALUE_INVALID",
+                ),
+                "param_value_length": (
+                    f"{at} has param [{show(pname)}] with a value longer than "
+                    f"[{MAX_PARAM_VALUE}] characters.",
+                    "VALUE_OUT_OF_BOUNDS",
+                ),
+                "pii": (
+                    f"{at} has param [{show(pname)}] that looks like an email address or phone "
+                    "number; GA4 forbids PII.",
+                    "VALUE_INVALID",
+                ),
+            }[rule]
+            self.add(rule, path, description, code)
 
     def items(self, at: str, items: Any) -> None:
         path = "events.params.items"
@@ -210,7 +193,7 @@ class EventChecks:
                         f"[{show(value)}].",
                         "VALUE_INVALID",
                     )
-                elif looks_like_email(value) or looks_like_phone(value):
+                elif looks_like_pii(value, identifier=is_identifier_param(key)):
                     self.add(
                         "pii",
                         path,
@@ -238,7 +221,7 @@ class EventChecks:
                     "VALUE_REQUIRED",
                 )
         cur = params.get("currency")
-        if cur is not None and not (isinstance(cur, str) and CURRENCY.match(cur)):
+        if cur is not None and not is_currency_code(cur):
             self.add(
                 "currency_code",
                 path,

@@ -9,7 +9,7 @@ from typing import Any
 
 from ga4sync.core.clock import to_micros
 from ga4sync.core.model import Ga4Event, Identity
-from ga4sync.ga4.rules import MAX_BODY_BYTES, MAX_EVENTS
+from ga4sync.ga4.limits import MAX_BODY_BYTES, MAX_EVENTS
 
 SIZE_MARGIN = 2_000
 """Room left under GA4's byte limit for the validation_behavior key and rounding."""

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ga4sync.core.clock import ensure_utc
+from ga4sync.ga4.limits import BACKDATE_WINDOW
 
 SESSION_JOIN_WINDOW = timedelta(hours=24)
 """A hit joins the web session only within 24 h of the session start (with `session_id`)."""
-BACKDATE_WINDOW = timedelta(hours=72)
-"""GA4 accepts `timestamp_micros` at most 72 h in the past."""
 
 
 class Ga4Window(StrEnum):

@@ -17,13 +17,10 @@ from ga4sync.core.model import (
     Skipped,
     StageTransition,
 )
-from ga4sync.ga4.identity import (
-    hash_email,
-    hash_phone,
-    looks_like_email,
-    looks_like_phone,
-    normalize_client_id,
-)
+from ga4sync.ga4.control_chars import strip_control_characters
+from ga4sync.ga4.field_rules import is_currency_code, is_identifier_param
+from ga4sync.ga4.identity import hash_email, hash_phone, normalize_client_id
+from ga4sync.ga4.pii import looks_like_email, looks_like_pii, normalised
 from ga4sync.mapping.load import LoadedMapping
 from ga4sync.mapping.model import FieldParam, LiteralParam, MappingFile, Rule, param_literal
 
@@ -85,7 +82,7 @@ def apply_mapping(mapping: LoadedMapping, t: StageTransition) -> MappingResult:
         params.setdefault("session_id", session_id)
         params.setdefault("engagement_time_msec", 1)
     user_id = _text(record.get(m.user_id_field)) if m.user_id_field else None
-    if user_id and (looks_like_email(user_id) or looks_like_phone(user_id)):
+    if user_id and looks_like_pii(user_id):
         return Invalid(
             label,
             f"user_id field {m.user_id_field} holds an email or phone number; "
@@ -112,8 +109,13 @@ def apply_mapping(mapping: LoadedMapping, t: StageTransition) -> MappingResult:
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = strip_control_characters(str(value)).strip()
     return text or None
+
+
+def _clean(value: Any) -> Any:
+    """CRM text as GA4 may get it: no control characters (control_chars.py says why)."""
+    return strip_control_characters(value) if isinstance(value, str) else value
 
 
 def _params(m: MappingFile, rule: Rule, record: dict[str, Any]) -> dict[str, Any]:
@@ -127,13 +129,13 @@ def _params(m: MappingFile, rule: Rule, record: dict[str, Any]) -> dict[str, Any
                         out[name] = m.currency
                     continue
                 raw = spec.default
-            out[name] = _convert(f"param {name}", spec, raw)
+            out[name] = _clean(_convert(f"param {name}", spec, raw))
         elif isinstance(spec, LiteralParam):
-            out[name] = spec.value
+            out[name] = _clean(spec.value)
         else:
-            out[name] = spec
+            out[name] = _clean(spec)
         value = out.get(name)
-        if looks_like_email(value) or looks_like_phone(value):
+        if looks_like_pii(value, identifier=is_identifier_param(name)):
             where = f"field {spec.field}" if isinstance(spec, FieldParam) else "a literal"
             raise ParamError(
                 f"param {name} ({where}) looks like an email address or phone number; GA4 "
@@ -154,10 +156,10 @@ def _user_properties(m: MappingFile, record: dict[str, Any]) -> str | None:
                 if spec.default is None:
                     continue
                 raw = spec.default
-            value = _convert(f"user property {name}", spec, raw)
+            value = _clean(_convert(f"user property {name}", spec, raw))
         else:
-            value = param_literal(spec)
-        if looks_like_email(value) or looks_like_phone(value):
+            value = _clean(param_literal(spec))
+        if looks_like_pii(value):
             raise ParamError(
                 f"user property {name} looks like an email address or phone number; GA4 "
                 "forbids PII in user properties"
@@ -204,8 +206,8 @@ def _convert(name: str, spec: FieldParam, raw: Any) -> Any:
             return int(number) if not isinstance(raw, float) else number
         return number
     if spec.type == "currency":
-        code = str(raw).strip().upper()
-        if len(code) != 3 or not code.isalpha():
+        code = strip_control_characters(str(raw)).strip().upper()
+        if not is_currency_code(code):
             raise ParamError(
                 f"{name}: field {spec.field} holds {str(raw)[:20]!r}, not an ISO 4217 "
                 "currency code like USD"
@@ -245,6 +247,7 @@ def _consent(m: MappingFile, record: dict[str, Any]) -> tuple[tuple[str, str], .
 def _user_data(m: MappingFile, record: dict[str, Any]) -> str | None:
     data: dict[str, list[str]] = {}
     email = _text(record.get(m.email_field)) if m.email_field else None
+    email = normalised(email) if email else None  # `john%40example.com` is john@example.com
     if email and looks_like_email(email):
         data["sha256_email_address"] = [hash_email(email)]
     phone = _text(record.get(m.phone_field)) if m.phone_field else None

@@ -2,7 +2,10 @@
 
 Pure functions over one parsed rule (or the file's user properties). GA4 itself would accept
 most of these silently and then drop or mangle the data (ga4-mp.md), so a mapping that breaks
-them is refused at validate time, with the rule and a fix.
+them is refused at validate time, with the rule and a fix. Whether a name or fixed value breaks
+a GA4 rule is decided by ga4/field_rules.py, the same functions the payload check uses, so a
+mapping that validates cannot build an event the payload check refuses for the same value;
+this module only says it in a mapping author's words.
 """
 
 from __future__ import annotations
@@ -11,33 +14,39 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
 
 from ga4sync.core.yamlsource import Loc
-from ga4sync.ga4.identity import looks_like_email, looks_like_phone
-from ga4sync.ga4.rules import (
+from ga4sync.ga4.field_rules import (
+    event_name_breaks,
+    is_currency_code,
+    is_identifier_param,
+    is_number,
+    param_name_breaks,
+    param_value_breaks,
+    too_many_params,
+    too_many_user_properties,
+    user_property_name_breaks,
+    user_property_value_breaks,
+)
+from ga4sync.ga4.limits import (
     MAX_NAME,
     MAX_PARAM_VALUE,
     MAX_PARAMS,
     MAX_USER_PROPERTIES,
     MAX_USER_PROPERTY_NAME,
     MAX_USER_PROPERTY_VALUE,
-    NAME,
-    RESERVED_EVENTS,
-    RESERVED_PARAM_PREFIXES,
-    RESERVED_PARAMS,
-    RESERVED_USER_PROPERTIES,
-    RESERVED_USER_PROPERTY_PREFIXES,
 )
 from ga4sync.mapping.checks import Finding
 from ga4sync.mapping.model import FieldParam, LiteralParam, Rule
+
+ParamSpecValue = FieldParam | LiteralParam | str | int | float
+"""One param or user property as the mapping model holds it (model.ParamSpec, unwrapped)."""
 
 RECOMMENDED_EVENTS = frozenset(
     """purchase refund generate_lead qualify_lead disqualify_lead working_lead close_convert_lead
     close_unconvert_lead sign_up login add_payment_info add_shipping_info add_to_cart
     begin_checkout view_item""".split()  # noqa: SIM905
 )
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def ga4_name_for(text: str, limit: int = MAX_NAME) -> str:
@@ -53,7 +62,7 @@ def check_rule(index: int, rule: Rule, default_currency: str | None) -> list[Fin
     """GA4 naming and value rules for one rule's event and params."""
     base: Loc = ("rules", index)
     out = _check_event_name(base + ("event",), rule.event)
-    if len(rule.params) > MAX_PARAMS:
+    if too_many_params(len(rule.params)):
         out.append(
             Finding(
                 base + ("params",),
@@ -92,7 +101,8 @@ def check_rule(index: int, rule: Rule, default_currency: str | None) -> list[Fin
 
 
 def _check_event_name(loc: Loc, event: str) -> list[Finding]:
-    if not NAME.match(event):
+    breaks = event_name_breaks(event)
+    if "event_name" in breaks:
         return [
             Finding(
                 loc,
@@ -101,7 +111,7 @@ def _check_event_name(loc: Loc, event: str) -> list[Finding]:
                 f"use `{ga4_name_for(event)}`",
             )
         ]
-    if len(event) > MAX_NAME:
+    if "event_name_length" in breaks:
         return [
             Finding(
                 loc,
@@ -110,7 +120,7 @@ def _check_event_name(loc: Loc, event: str) -> list[Finding]:
                 f"shorten it, e.g. `{event[:MAX_NAME]}`",
             )
         ]
-    if event in RESERVED_EVENTS:
+    if "event_name_reserved" in breaks:
         return [
             Finding(
                 loc,
@@ -132,9 +142,10 @@ def _check_event_name(loc: Loc, event: str) -> list[Finding]:
     return []
 
 
-def _check_param(loc: Loc, name: str, spec: Any) -> list[Finding]:
+def _check_param(loc: Loc, name: str, spec: ParamSpecValue) -> list[Finding]:
     out: list[Finding] = []
-    if not NAME.match(name):
+    name_breaks = param_name_breaks(name)
+    if "param_name" in name_breaks:
         return [
             Finding(
                 loc,
@@ -143,7 +154,7 @@ def _check_param(loc: Loc, name: str, spec: Any) -> list[Finding]:
                 f"use `{ga4_name_for(name)}`",
             )
         ]
-    if len(name) > MAX_NAME:
+    if "param_name_length" in name_breaks:
         out.append(
             Finding(
                 loc,
@@ -152,7 +163,7 @@ def _check_param(loc: Loc, name: str, spec: Any) -> list[Finding]:
                 f"shorten it, e.g. `{name[:MAX_NAME]}`",
             )
         )
-    if name in RESERVED_PARAMS or name.startswith(RESERVED_PARAM_PREFIXES):
+    if "param_reserved" in name_breaks:
         out.append(
             Finding(
                 loc,
@@ -171,10 +182,12 @@ def _check_param(loc: Loc, name: str, spec: Any) -> list[Finding]:
                 "send product details as separate params, e.g. item_name",
             )
         )
-    literal = spec.value if isinstance(spec, LiteralParam) else spec
+        return out
     if isinstance(spec, FieldParam):
-        out += _check_default(loc, spec)
-    elif isinstance(literal, float) and not math.isfinite(literal) and name != "value":
+        return out + _check_default(loc, spec)
+    literal = spec.value if isinstance(spec, LiteralParam) else spec
+    value_breaks = param_value_breaks(literal, identifier=is_identifier_param(name))
+    if "param_scalar" in value_breaks and name != "value":
         # (`value` has its own check with the other money params)
         out.append(
             Finding(
@@ -184,25 +197,24 @@ def _check_param(loc: Loc, name: str, spec: Any) -> list[Finding]:
                 "write a plain number such as 0 or 100.5",
             )
         )
-    elif isinstance(literal, str):
-        if len(literal) > MAX_PARAM_VALUE:
-            out.append(
-                Finding(
-                    loc,
-                    f"the fixed value is {len(literal)} characters long",
-                    f"GA4 VALUE_OUT_OF_BOUNDS: param values at most {MAX_PARAM_VALUE} characters",
-                    "shorten it",
-                )
+    if "param_value_length" in value_breaks:
+        out.append(
+            Finding(
+                loc,
+                f"the fixed value is {len(str(literal))} characters long",
+                f"GA4 VALUE_OUT_OF_BOUNDS: param values at most {MAX_PARAM_VALUE} characters",
+                "shorten it",
             )
-        if looks_like_email(literal) or looks_like_phone(literal):
-            out.append(
-                Finding(
-                    loc,
-                    "the fixed value looks like an email address or phone number",
-                    "GA4 forbids personal data in params",
-                    "use email_field / phone_field, which are sent hashed in user_data",
-                )
+        )
+    if "pii" in value_breaks:
+        out.append(
+            Finding(
+                loc,
+                "the fixed value looks like an email address or phone number",
+                "GA4 forbids personal data in params",
+                "use email_field / phone_field, which are sent hashed in user_data",
             )
+        )
     return out
 
 
@@ -213,7 +225,7 @@ def _check_default(loc: Loc, spec: FieldParam) -> list[Finding]:
     problem = ""
     if spec.type == "number" and not _is_number(default):
         problem = f"default `{default}` is not a number"
-    elif spec.type == "currency" and not (isinstance(default, str) and CURRENCY.match(default)):
+    elif spec.type == "currency" and not is_currency_code(default):
         problem = f"default `{default}` is not a currency code in capitals like USD"
     elif spec.type == "date" and not _is_date(default):
         problem = f"default `{default}` is not a date like 2024-05-31"
@@ -229,7 +241,7 @@ def _check_default(loc: Loc, spec: FieldParam) -> list[Finding]:
     ]
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: str | float | int) -> bool:
     if isinstance(value, bool):
         return False
     try:
@@ -239,7 +251,7 @@ def _is_number(value: Any) -> bool:
     return math.isfinite(number)
 
 
-def _is_date(value: Any) -> bool:
+def _is_date(value: str | float | int) -> bool:
     try:
         date.fromisoformat(str(value))
     except ValueError:
@@ -263,7 +275,7 @@ def _check_money(base: Loc, rule: Rule, default_currency: str | None) -> list[Fi
         )
     elif value is not None and not isinstance(value, FieldParam):
         literal = value.value if isinstance(value, LiteralParam) else value
-        if not _is_number(literal) or isinstance(literal, str):
+        if not is_number(literal):
             out.append(
                 Finding(
                     base + ("params", "value"),
@@ -284,7 +296,7 @@ def _check_money(base: Loc, rule: Rule, default_currency: str | None) -> list[Fi
         )
     elif currency is not None and not isinstance(currency, FieldParam):
         literal = currency.value if isinstance(currency, LiteralParam) else currency
-        if not (isinstance(literal, str) and CURRENCY.match(literal)):
+        if not is_currency_code(literal):
             out.append(
                 Finding(
                     base + ("params", "currency"),
@@ -334,9 +346,9 @@ def _check_money(base: Loc, rule: Rule, default_currency: str | None) -> list[Fi
 
 
 # -- user properties ----------------------------------------------------------------------------
-def check_user_properties(props: Mapping[str, Any]) -> list[Finding]:
+def check_user_properties(props: Mapping[str, ParamSpecValue]) -> list[Finding]:
     out: list[Finding] = []
-    if len(props) > MAX_USER_PROPERTIES:
+    if too_many_user_properties(len(props)):
         out.append(
             Finding(
                 ("user_properties",),
@@ -347,45 +359,65 @@ def check_user_properties(props: Mapping[str, Any]) -> list[Finding]:
         )
     for name, spec in props.items():
         loc: Loc = ("user_properties", name)
-        if not NAME.match(str(name)) or len(str(name)) > MAX_USER_PROPERTY_NAME:
+        name_breaks = user_property_name_breaks(name)
+        if "user_property_name" in name_breaks or "user_property_name_length" in name_breaks:
             out.append(
                 Finding(
                     loc,
                     f"user property name `{name}` is not allowed",
                     f"GA4 NAME_INVALID: a letter, then letters, digits or _, at most "
                     f"{MAX_USER_PROPERTY_NAME} characters",
-                    f"use `{ga4_name_for(str(name), MAX_USER_PROPERTY_NAME)}`",
+                    f"use `{ga4_name_for(name, MAX_USER_PROPERTY_NAME)}`",
                 )
             )
-        elif name in RESERVED_USER_PROPERTIES or str(name).startswith(
-            RESERVED_USER_PROPERTY_PREFIXES
-        ):
+        elif "user_property_reserved" in name_breaks:
             out.append(
                 Finding(
                     loc,
                     f"user property name `{name}` is reserved by GA4",
                     "GA4 NAME_RESERVED",
-                    f"use `crm_{str(name).lstrip('_')}`"[: MAX_USER_PROPERTY_NAME + 7],
+                    f"use `crm_{name.lstrip('_')}`"[: MAX_USER_PROPERTY_NAME + 7],
                 )
             )
+        if isinstance(spec, FieldParam):
+            if spec.type == "currency":
+                out.append(
+                    Finding(
+                        loc + ("type",),
+                        "user properties cannot be of type currency",
+                        "GA4 user properties are text or numbers",
+                        "use `type: string`",
+                    )
+                )
+            continue
         literal = spec.value if isinstance(spec, LiteralParam) else spec
-        if isinstance(literal, str) and len(literal) > MAX_USER_PROPERTY_VALUE:
+        value_breaks = user_property_value_breaks(literal)
+        if "user_property_value" in value_breaks:
             out.append(
                 Finding(
                     loc,
-                    f"the fixed value is {len(literal)} characters long",
+                    f"the fixed value `{literal}` is not a number GA4 can take",
+                    "user property values are text or finite numbers",
+                    "write a plain number such as 0 or 100.5",
+                )
+            )
+        if "user_property_length" in value_breaks:
+            out.append(
+                Finding(
+                    loc,
+                    f"the fixed value is {len(str(literal))} characters long",
                     f"GA4 VALUE_OUT_OF_BOUNDS: user property values at most "
                     f"{MAX_USER_PROPERTY_VALUE} characters",
                     "shorten it",
                 )
             )
-        if isinstance(spec, FieldParam) and spec.type == "currency":
+        if "pii" in value_breaks:
             out.append(
                 Finding(
-                    loc + ("type",),
-                    "user properties cannot be of type currency",
-                    "GA4 user properties are text or numbers",
-                    "use `type: string`",
+                    loc,
+                    "the fixed value looks like an email address or phone number",
+                    "GA4 forbids personal data in user properties",
+                    "use email_field / phone_field, which are sent hashed in user_data",
                 )
             )
     return out
