@@ -20,6 +20,7 @@ import requests
 from click.testing import CliRunner
 from ga4sync.cli import main
 from ga4sync.core.clock import to_micros
+from ga4sync.core.model import Invalid, MappedEvent, MappingResult, StageTransition
 from ga4sync.ga4.identity import hash_email
 from ga4sync.ga4.rules import (
     BODY_RULES,
@@ -31,6 +32,10 @@ from ga4sync.ga4.rules import (
     validate_body,
     validate_payload,
 )
+from ga4sync.mapping.apply import apply_mapping
+from ga4sync.mapping.ga4_checks import check_rule, check_user_properties
+from ga4sync.mapping.load import load_mapping
+from ga4sync.mapping.model import Rule as MappingRule
 from ga4sync.sandbox.ga4 import Ga4Sandbox, serve_ga4
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -1022,3 +1027,209 @@ def test_sandbox_debug_endpoint_agrees_on_odd_bodies(tmp_path: Path, raw: bytes)
     code, out = _validate([str(path)])
     assert json.loads(out) == remote.json()
     assert code == 1
+
+
+# -- one rule, two callers: mapping validation and payload validation agree -------------------
+
+AgreementKind = str
+RULES_OF_KIND: dict[AgreementKind, set[str]] = {
+    "event_name": {"event_name", "event_name_length", "event_name_reserved"},
+    "param_name": {"param_name", "param_name_length", "param_reserved"},
+    "currency": {"currency_code"},
+    "param_value": {"param_scalar", "param_value_length", "pii"},
+    "id_param_value": {"param_scalar", "param_value_length", "pii"},
+    "user_property_name": {
+        "user_property_name",
+        "user_property_name_length",
+        "user_property_reserved",
+    },
+    "user_property_value": {"user_property_value", "user_property_length", "pii"},
+}
+
+AGREEMENT_CASES: list[tuple[AgreementKind, Any, bool]] = [
+    # (what is checked, the name or fixed value, whether GA4's rules refuse it)
+    ("event_name", "qualify_lead", False),
+    ("event_name", "crm_closed_won", False),
+    ("event_name", "_badEventName", True),
+    ("event_name", "closed won", True),
+    ("event_name", "qualify_lead\n", True),
+    ("event_name", "é_lead", True),
+    ("event_name", "e" * 40, False),
+    ("event_name", "e" * 41, True),
+    ("event_name", "session_start", True),
+    ("event_name", "screen_view", True),
+    ("param_name", "lead_source", False),
+    ("param_name", "_reason", True),
+    ("param_name", "deal size", True),
+    ("param_name", "source\n", True),
+    ("param_name", "firebase_conversion", True),
+    ("param_name", "ga_session", True),
+    ("param_name", "google_x", True),
+    ("param_name", "p" * 40, False),
+    ("param_name", "p" * 41, True),
+    ("currency", "USD", False),
+    ("currency", "USD\n", True),  # the drift issue 11 found: mapping took it, payload refused
+    ("currency", "usd", True),
+    ("currency", " EUR", True),
+    ("currency", "EURO", True),
+    ("currency", "ÉUR", True),
+    ("param_value", "web", False),
+    ("param_value", "v" * 100, False),
+    ("param_value", "v" * 101, True),
+    ("param_value", "jane@example.com", True),
+    ("param_value", "john.doe%40example.com", True),
+    ("param_value", "john.doe＠example.com", True),
+    ("param_value", "Phone: +1 415 555 0100", True),
+    ("param_value", "tel:+14155550100", True),
+    ("param_value", "14155550100", True),
+    ("param_value", "logo@2x.png", False),
+    ("param_value", "2026-03-01", False),
+    ("param_value", 12.5, False),
+    ("param_value", float("inf"), True),
+    ("id_param_value", "14155550100", False),  # a record id in an id param
+    ("id_param_value", "jane@example.com", True),
+    ("user_property_name", "crm_tier", False),
+    ("user_property_name", "_tier", True),
+    ("user_property_name", "first_open_time", True),
+    ("user_property_name", "google_tier", True),
+    ("user_property_name", "t" * 24, False),
+    ("user_property_name", "t" * 25, True),
+    ("user_property_name", "tier\n", True),
+    ("user_property_value", "gold", False),
+    ("user_property_value", "g" * 36, False),
+    ("user_property_value", "g" * 37, True),
+    ("user_property_value", "jane@example.com", True),  # the mapping check missed PII here
+    ("user_property_value", "+44 20 7123 4567", True),
+]
+
+
+def _mapping_refuses(kind: AgreementKind, value: Any) -> bool:
+    """Does `ga4sync mappings validate` refuse a mapping that writes `value` there?"""
+    rule_fields: dict[str, Any] = {"to": "Closed Won", "event": "qualify_lead"}
+    if kind == "user_property_name":
+        found = check_user_properties({value: "gold"})
+        return any(f.loc == ("user_properties", value) for f in found)
+    if kind == "user_property_value":
+        found = check_user_properties({"crm_tier": value})
+        return any(f.loc == ("user_properties", "crm_tier") for f in found)
+    where: tuple[str | int, ...]
+    if kind == "event_name":
+        rule_fields["event"] = value
+        where = ("rules", 0, "event")
+    elif kind == "param_name":
+        rule_fields["params"] = {value: "web"}
+        where = ("rules", 0, "params", value)
+    elif kind == "currency":
+        rule_fields["params"] = {"value": 100, "currency": value}
+        where = ("rules", 0, "params", "currency")
+    else:
+        name = "lead_id" if kind == "id_param_value" else "lead_source"
+        rule_fields["params"] = {name: value}
+        where = ("rules", 0, "params", name)
+    found = check_rule(0, MappingRule.model_validate(rule_fields), None)
+    return any(f.loc == where for f in found)
+
+
+def _payload_refuses(kind: AgreementKind, value: Any) -> bool:
+    """Does the payload check (ENFORCE) refuse an event carrying `value` there?"""
+    if kind == "event_name":
+        payload = with_event(name=value)
+    elif kind == "param_name":
+        payload = with_params(**{value: "web"})
+    elif kind == "currency":
+        payload = with_params(currency=value)
+    elif kind == "param_value":
+        payload = with_params(lead_source=value)
+    elif kind == "id_param_value":
+        payload = with_params(lead_id=value)
+    elif kind == "user_property_name":
+        payload = props(**{value: "gold"})
+    else:
+        payload = props(crm_tier=value)
+    found = validate_payload(payload, mode=Mode.ENFORCE, now=NOW)
+    return any(m.rule in RULES_OF_KIND[kind] for m in found)
+
+
+@pytest.mark.parametrize(
+    "kind,value,refused", AGREEMENT_CASES, ids=[f"{k}-{v!r:.30}" for k, v, _ in AGREEMENT_CASES]
+)
+def test_mapping_and_payload_checks_agree(kind: AgreementKind, value: Any, refused: bool) -> None:
+    assert _payload_refuses(kind, value) is refused
+    assert _mapping_refuses(kind, value) is refused
+
+
+# -- what a built event carries: no control characters, no disguised PII ----------------------
+
+HOSTILE_MAPPING = """\
+object: Opportunity
+stage_field: StageName
+client_id_field: GA_Client_ID__c
+user_id_field: Owner__c
+rules:
+  - to: Closed Won
+    event: close_convert_lead
+    params:
+      lead_source: {field: LeadSource}
+      stage: {field: StageName}
+      currency: {field: Currency, type: currency}
+      value: {field: Amount, type: number}
+"""
+
+
+def _hostile_move(tmp_path: Path, **fields: Any) -> MappingResult:
+    path = tmp_path / "m.yaml"
+    path.write_text(HOSTILE_MAPPING)
+    record = {
+        "GA_Client_ID__c": "GA1.1.111.222",
+        "LeadSource": "Web",
+        "Currency": "USD",
+        "Amount": "100",
+        **fields,
+    }
+    move = StageTransition(
+        connector="sf",
+        object_type="Opportunity",
+        record_id="006A",
+        field="StageName",
+        from_value="Prospecting",
+        to_value="Closed Won",
+        changed_at=NOW - timedelta(minutes=5),
+        fields=record,
+    )
+    return apply_mapping(load_mapping(path), move)
+
+
+def test_control_characters_from_the_crm_never_reach_ga4_params(tmp_path: Path) -> None:
+    result = _hostile_move(
+        tmp_path,
+        LeadSource="Web\x1b]0;owned\x07\x1b[31m form\x00\x07",
+        Currency="usd\n",
+        Owner__c="rep\x1b[2J-7",
+    )
+    assert isinstance(result, MappedEvent), result
+    assert result.event.params["lead_source"] == "Web form"
+    assert result.event.params["currency"] == "USD"
+    assert result.identity.user_id == "rep-7"
+    sent = json.dumps({"params": result.event.params, "user_id": result.identity.user_id})
+    assert not any(
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in json.loads(sent)["params"]["lead_source"]
+    )
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "john.doe%40example.com",
+        "john.doe＠example.com",
+        "Phone: +1 415 555 0100",
+        "tel:+14155550100",
+        "14155550100",
+        "jane\x00@example.com",
+    ],
+)
+def test_disguised_pii_in_a_crm_field_is_refused_with_the_field_named(
+    tmp_path: Path, disguised: str
+) -> None:
+    result = _hostile_move(tmp_path, LeadSource=disguised)
+    assert isinstance(result, Invalid), result
+    assert "param lead_source (field LeadSource) looks like an email address" in result.detail
