@@ -1,5 +1,6 @@
 """GA4 Measurement Protocol stand-in: `/mp/collect` answers 204 like production, the debug
-endpoint runs ga4sync's own validator, and every accepted hit is kept for `/sandbox/hits`.
+endpoint answers with Google's recorded answers (ga4_debug.py), and every accepted hit is kept
+for `/sandbox/hits`.
 
 Faults are injectable per test (latency, status codes, connection resets before or after the
 hit is recorded, read stalls) so delivery can be proven exactly-once against a hostile GA4.
@@ -16,8 +17,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from ga4sync.core.clock import Clock, SystemClock
-from ga4sync.ga4.rules import NotJson, debug_response, validate_body
 from ga4sync.sandbox.aio_http import AsyncSandboxServer
+from ga4sync.sandbox.ga4_debug import RecordedDebugAnswers
 from ga4sync.sandbox.http import App, Request, Response, SandboxServer
 
 
@@ -64,6 +65,9 @@ class Ga4Sandbox:
     debug_requests: int = 0
     """Calls to /debug/mp/collect (never recorded as hits, like Google's)."""
     faults: Faults = field(default_factory=Faults)
+    debug_answers: RecordedDebugAnswers = field(default_factory=RecordedDebugAnswers)
+    debug_recordings_used: list[str] = field(default_factory=list)
+    """Which recording answered each debug request, in order (tests assert on it)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
 
@@ -80,6 +84,7 @@ class Ga4Sandbox:
             self.hits.clear()
             self.requests = 0
             self.debug_requests = 0
+            self.debug_recordings_used.clear()
             self.dropped_bad_secret = 0
 
     def events(self) -> list[dict[str, Any]]:
@@ -177,21 +182,12 @@ class Ga4Sandbox:
         def debug(req: Request) -> Response:
             with self.lock:
                 self.debug_requests += 1
-            try:
-                _, messages = validate_body(req.body, mode=None, now=self.clock.now())
-            except NotJson:
-                return Response.json(
-                    {
-                        "validationMessages": [
-                            {
-                                "fieldPath": "",
-                                "validationCode": "VALUE_INVALID",
-                                "description": "Unable to parse Measurement Protocol JSON payload.",
-                            }
-                        ]
-                    }
-                )
-            return Response.json(debug_response(messages))
+            answer = self.debug_answers.answer(req.body)
+            if answer.recording:
+                with self.lock:
+                    self.debug_recordings_used.append(answer.recording)
+            json_type = {"Content-Type": "application/json; charset=UTF-8"}
+            return Response(answer.status, answer.body, json_type if answer.recording else {})
 
         @app.route("GET", r"/sandbox/hits")
         def hits(req: Request) -> Response:

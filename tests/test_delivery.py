@@ -323,8 +323,9 @@ def test_validate_remote_refuses_a_rule_google_rejects_and_remembers_good_rules(
 ) -> None:
     now = clock.now()
     good = [row(f"g{i}", now, rule="qualified") for i in range(3)]
-    # A client id stored from an order number: production would accept it silently.
-    bad = [row(f"b{i}", now, rule="won", client_id=f"order-{i}") for i in range(2)]
+    # An event name production would accept silently; the sandbox answers with Google's
+    # recorded NAME_INVALID (tests/contracts/ga4), word for word, whatever the name.
+    bad = [row(f"b{i}", now, rule="won", event="_won") for i in range(2)]
     capture(store, good + bad, now)
     memo = RemoteCheckMemo()
     client = make_client(ga4_server.url)
@@ -339,7 +340,7 @@ def test_validate_remote_refuses_a_rule_google_rejects_and_remembers_good_rules(
         "b1": Status.INVALID,
     }
     assert "validation server (--validate-remote) refused mapping rule `won`" in got["b0"]["reason"]
-    assert "client_id [order-0] has invalid format" in got["b0"]["reason"]
+    assert "NAME_INVALID at events: Event at index: [0] has invalid name" in got["b0"]["reason"]
     assert memo.passed == {("mhash-1", "qualified")}
     assert report.remote_checks == 3  # first of `qualified`, both of `won`
     assert {e["params"]["row_key"] for e in ga4_server.ga4.events()} == {"g0", "g1", "g2"}

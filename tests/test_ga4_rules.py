@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from click.testing import CliRunner
 from ga4sync.cli import main
 from ga4sync.core.clock import to_micros
@@ -36,7 +35,6 @@ from ga4sync.mapping.apply import apply_mapping
 from ga4sync.mapping.ga4_checks import check_rule, check_user_properties
 from ga4sync.mapping.load import load_mapping
 from ga4sync.mapping.model import Rule as MappingRule
-from ga4sync.sandbox.ga4 import Ga4Sandbox, serve_ga4
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_US = to_micros(NOW)
@@ -746,30 +744,6 @@ def test_cli_not_json_exits_2(tmp_path: Path) -> None:
     assert _validate([str(path)])[0] == 0
 
 
-@pytest.mark.parametrize("mode", ["relaxed", "enforce"])
-def test_cli_and_sandbox_debug_endpoint_agree(tmp_path: Path, mode: str) -> None:
-    """The same body through `ga4sync ga4 validate` and through the sandbox's
-    /debug/mp/collect over HTTP gives the same answer, as it should against Google's."""
-    payload = {"client_id": "order-1001", "events": [{"name": "generate_lead"}]}
-    if mode == "enforce":
-        payload["validation_behavior"] = "ENFORCE_RECOMMENDATIONS"
-    path = tmp_path / "body.json"
-    path.write_text(json.dumps(payload))
-    server = serve_ga4(Ga4Sandbox())
-    try:
-        remote = requests.post(
-            f"{server.url}/debug/mp/collect",
-            params={"measurement_id": "G-TEST0001", "api_secret": "x"},
-            data=json.dumps(payload),
-            timeout=5,
-        ).json()
-    finally:
-        server.stop()
-    code, out = _validate([str(path)])
-    assert json.loads(out) == remote
-    assert code == (1 if mode == "enforce" else 0)
-
-
 # -- real-world payloads ------------------------------------------------------------------
 
 SHA = hash_email("jane.doe@example.com")
@@ -1004,29 +978,6 @@ def test_cli_survives_hostile_input(
     assert len(shown) == (1 if exit_code else 0)
     if first_code:
         assert shown[0]["validationCode"] == first_code
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"[1, 2]",
-        b'{"client_id":"1.2","client_id":"x","events":[{"name":"a"}]}',
-        b'{"client_id":"1.2","validation_behavior":"ENFORCE_RECOMMENDATIONS",'
-        b'"events":[{"name":"a","params":{"n":"+44 20 7123 4567"}}]}',
-    ],
-)
-def test_sandbox_debug_endpoint_agrees_on_odd_bodies(tmp_path: Path, raw: bytes) -> None:
-    path = tmp_path / "body.json"
-    path.write_bytes(raw)
-    server = serve_ga4(Ga4Sandbox())
-    try:
-        remote = requests.post(f"{server.url}/debug/mp/collect", data=raw, timeout=5)
-    finally:
-        server.stop()
-    assert remote.status_code == 200
-    code, out = _validate([str(path)])
-    assert json.loads(out) == remote.json()
-    assert code == 1
 
 
 # -- one rule, two callers: mapping validation and payload validation agree -------------------

@@ -118,7 +118,12 @@ class PayloadChecker(EventChecks):
     def ids(self, payload: dict[str, Any]) -> None:
         cid = payload.get("client_id")
         if cid is None and payload.get("app_instance_id") is None:
-            self.add("client_id_required", "client_id", "client_id is required.", "VALUE_REQUIRED")
+            self.add(
+                "client_id_required",
+                "client_id",
+                "Measurement requires a client_id.",  # Google's words (tests/contracts/ga4)
+                "VALUE_REQUIRED",
+            )
         elif cid is not None:
             if not isinstance(cid, str) or not cid:
                 self.add(
