@@ -303,7 +303,11 @@ def test_preview_shows_rows_the_connector_refused(sandbox: SandboxEnvironment) -
     config = csv_config(sandbox, "sqlite:///state.db")
     write_rows(
         config.parent / "inbox" / "a.csv",
-        [f"P-1,purchase,{berlin(datetime.now(UTC))},5,1.2,,", "P-2,purchase,soon,5,1.2,,"],
+        [
+            f"P-1,purchase,{berlin(datetime.now(UTC))},5,1.2,,",
+            "P-2,purchase,soon,5,1.2,,",
+            f"P-3,purchase,{berlin(datetime.now(UTC))},1,250.50,444.555,,",  # `1,250.50`
+        ],
     )
     (config.parent / "inbox" / "b.csv").write_bytes(b"\x90\x81")
     result = CliRunner().invoke(
@@ -315,6 +319,7 @@ def test_preview_shows_rows_the_connector_refused(sandbox: SandboxEnvironment) -
     doc = json.loads(result.stdout)
     refused = {r["record_id"]: r["reason"] for r in doc["transitions"] if r["outcome"] == "invalid"}
     assert refused["inbox/a.csv row 3"].startswith("column sold_at holds 'soon'")
+    assert refused["inbox/a.csv row 4"].startswith("has 8 cells but the header has 7")
     assert "inbox/b.csv (whole file)" in refused
     assert {ln["result"] for ln in doc["summary"] if ln["outcome"] == "invalid"} == {
         "unreadable record"
