@@ -5,15 +5,19 @@ id, a stage or conversion type (`stage_field`), a time, a client id and whatever
 The columns come from the mapping file, whose `csv:` block names the record id and time
 columns, the time format and the time zone (see docs/csv.md).
 
-Files are read with pandas in chunks (`chunk_rows`), so a large export never sits in memory
-whole; each chunk becomes one `TransitionPage`, captured in one transaction. A bad row (no id,
-no stage, a time that cannot be placed in UTC, a stray delimiter) becomes a `RejectedRecord`
+A file is read only once it is complete by the `ready:` rule (see csv_ready.py). Its bytes are
+hashed once (csv_files.py), then parsed once by Python's strict csv reader (csv_records.py) in
+chunks (`chunk_rows`), so a large export never sits in memory whole; pandas would need a
+second reader to learn which rows had too few or too many cells, and all cells are text here
+anyway. Each chunk becomes one `TransitionPage`, captured in one transaction. A bad row (no
+id, no stage, a time that cannot be placed in UTC, another cell count than the header's)
+becomes a `RejectedRecord`
 that names the file and the row number as a spreadsheet shows it (the header is row 1); the
 other rows go on. Re-reading is harmless because a row's transition key is made of its record
 id, stage and time; it is also cheap, because once every page of a file is committed the
 connector stores the file's SHA-256 (with the mapping version) and skips that content from
 then on. Editing the mapping makes files be read again, and the keys keep that from sending
-anything twice. Files carry no modification stamp to poll by, so the connector ignores the
+anything twice. Rows carry no change stamp to poll by, so the connector ignores the
 daemon's window; a backfill's explicit window (`--from/--to`) selects rows by their time.
 """
 
