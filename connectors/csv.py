@@ -5,37 +5,41 @@ id, a stage or conversion type (`stage_field`), a time, a client id and whatever
 The columns come from the mapping file, whose `csv:` block names the record id and time
 columns, the time format and the time zone (see docs/csv.md).
 
-Files are read with pandas in chunks (`chunk_rows`), so a large export never sits in memory
-whole; each chunk becomes one `TransitionPage`, captured in one transaction. A bad row (no id,
-no stage, a time that cannot be placed in UTC, a stray delimiter) becomes a `RejectedRecord`
+A file is read only once it is complete by the `ready:` rule (see csv_ready.py). Its bytes are
+hashed once (csv_files.py), then parsed once by Python's strict csv reader (csv_records.py) in
+chunks (`chunk_rows`), so a large export never sits in memory whole; pandas would need a
+second reader to learn which rows had too few or too many cells, and all cells are text here
+anyway. Each chunk becomes one `TransitionPage`, captured in one transaction. A bad row (no
+id, no stage, a time that cannot be placed in UTC, another cell count than the header's)
+becomes a `RejectedRecord`
 that names the file and the row number as a spreadsheet shows it (the header is row 1); the
 other rows go on. Re-reading is harmless because a row's transition key is made of its record
 id, stage and time; it is also cheap, because once every page of a file is committed the
 connector stores the file's SHA-256 (with the mapping version) and skips that content from
 then on. Editing the mapping makes files be read again, and the keys keep that from sending
-anything twice. Files carry no modification stamp to poll by, so the connector ignores the
+anything twice. Rows carry no change stamp to poll by, so the connector ignores the
 daemon's window; a backfill's explicit window (`--from/--to`) selects rows by their time.
 """
 
 from __future__ import annotations
 
-import csv as stdlib_csv
 import difflib
 import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
-from ga4sync.connectors.csv_cells import cell_text, number_columns, read_number
+from ga4sync.connectors.csv_cells import number_columns, read_number
 from ga4sync.connectors.csv_files import (
-    CELL_LIMIT,
     FileFingerprint,
-    count_records,
+    FileLook,
     fingerprint,
     matching_files,
     sniff_delimiter,
 )
+from ga4sync.connectors.csv_ready import MARKER_SUFFIX, ReadyRule, marker_of, seen_key
+from ga4sync.connectors.csv_records import CELL_LIMIT, Record, RecordReader, UnreadableRecord
 from ga4sync.connectors.csv_time import TimeParser, TimeValueError, load_timezone
 from ga4sync.connectors.salesforce_history import SnapshotLookup
 from ga4sync.core.errors import ConfigError
@@ -43,13 +47,8 @@ from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, Tran
 from ga4sync.mapping.model import CsvColumns, MappingFile
 from pydantic import Field, field_validator
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 MAX_RECORD_ID = 128
 """Longest record id the state store keys on."""
-TOO_MANY_FIELDS = "\x00ga4sync:too_many_fields:"
-"""Put in a row's last cell by the parser when the row has more cells than the header."""
 
 
 class CsvSettings(ConnectorSettings):
@@ -75,6 +74,13 @@ class CsvSettings(ConnectorSettings):
         ge=1,
         le=1_000_000,
         description="Rows read and captured at a time (one transaction each).",
+    )
+    ready: ReadyRule = Field(
+        default="settled",
+        description="When a file is complete enough to read: `settled` (its size and "
+        "modification time are unchanged since the previous run), `marker` (a file "
+        "`NAME.done` exists next to it) or `renamed` (the exporter writes elsewhere and moves "
+        "finished files into place, so a matching file is complete).",
     )
     decimal: Literal[".", ","] = Field(
         default=".",
@@ -180,26 +186,33 @@ class CsvConnector:
                 self.warnings.append(f"no file matches path `{self.settings.path}`")
             return
         bounded = window if window.end is not None else None
+        if self.settings.ready == "marker":
+            files = [p for p in files if not p.name.endswith(MARKER_SUFFIX)]
         for path in files:
             shown = self._display(path)
             try:
-                fp = fingerprint(path, self.settings.encoding)
+                look = FileLook.of(path)
             except OSError as exc:
                 self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
                 continue
-            if fp.size == 0:
+            if look.size == 0:
                 self.warnings.append(f"{shown}: the file is empty (still being written?)")
+                continue
+            waiting = self._not_ready(path, look, shown)
+            if waiting is not None:
+                if waiting.snapshots:
+                    yield waiting
+                continue
+            try:
+                fp = fingerprint(path, self.settings.encoding, size=look.size)
+            except OSError as exc:
+                self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
                 continue
             if bounded is None and self._already_imported(fp):
                 self.files_skipped += 1
                 continue
             if fp.undecodable is not None:
-                yield self._file_rejected(
-                    fp,
-                    shown,
-                    f"not text in UTF-8, UTF-16 or Windows-1252 ({fp.undecodable}); export it "
-                    "as CSV UTF-8, or set `encoding:` in the connector settings",
-                )
+                yield self._file_rejected(fp, shown, self._undecodable_text(fp))
                 continue
             if fp.guessed_encoding:
                 self.warnings.append(
@@ -207,12 +220,48 @@ class CsvConnector:
                     "connector settings if that is wrong)"
                 )
             self.files_read += 1
-            yield from self._file_pages(fp, shown, bounded)
+            yield from self._file_pages(fp, look, shown, bounded)
 
     def close(self) -> None:
         """Nothing stays open between pages: each file is closed when read."""
 
     # -- one file ------------------------------------------------------------------------
+    def _not_ready(self, path: Path, look: FileLook, shown: str) -> TransitionPage | None:
+        """None when the file is complete by the `ready:` rule; else it waits for a later run.
+
+        The page returned records this look (`settled`), so the next run can compare; it
+        carries no rows. Without a state store to remember looks (`mappings preview`,
+        `backfill --dry-run`), a file is read as it is now: those send nothing.
+        """
+        rule = self.settings.ready
+        if rule == "marker" and not marker_of(path).exists():
+            self.warnings.append(
+                f"{shown}: waiting for {marker_of(path).name}, the marker the exporter writes "
+                "when the file is complete (`ready: marker`)"
+            )
+            return TransitionPage(transitions=[], watermark=None)
+        if rule != "settled" or self.done_lookup is None:
+            return None
+        key = seen_key(path)
+        if self.done_lookup([key]).get(key) == look.text():
+            return None
+        self.warnings.append(
+            f"{shown}: new or changed since the last run, so it may still be being written; "
+            "it is read by the first run that finds it unchanged (`ready: settled`)"
+        )
+        return TransitionPage(transitions=[], watermark=None, snapshots={key: look.text()})
+
+    def _undecodable_text(self, fp: FileFingerprint) -> str:
+        if self.settings.encoding == "auto":
+            return (
+                f"not text in UTF-8, UTF-16 or Windows-1252 ({fp.undecodable}); export it "
+                "as CSV UTF-8, or set `encoding:` in the connector settings"
+            )
+        return (
+            f"cannot be read as {fp.encoding} ({fp.undecodable}); fix `encoding:` in the "
+            "connector settings, or remove it to have the encoding detected"
+        )
+
     def _already_imported(self, fp: FileFingerprint) -> bool:
         if self.done_lookup is None:
             return False
@@ -225,106 +274,57 @@ class CsvConnector:
             return str(path)
 
     def _file_pages(
-        self, fp: FileFingerprint, shown: str, window: TimeWindow | None
+        self, fp: FileFingerprint, look: FileLook, shown: str, window: TimeWindow | None
     ) -> Iterator[TransitionPage]:
-        # pandas is imported here, not at module level: it costs ~45 MB of RSS, and every
-        # ga4sync command imports the connector registry, CSV or not.
-        import pandas as pd
-
+        delimiter = self.settings.delimiter or sniff_delimiter(fp.head, fp.encoding)
+        chunk: list[Record] = []
+        names: list[str] = []
         try:
-            delimiter = self.settings.delimiter or sniff_delimiter(fp.path, fp.encoding)
-            expected_rows = count_records(fp.path, fp.encoding, delimiter)
-        except UnicodeError as exc:
-            yield self._file_rejected(
-                fp,
-                shown,
-                f"cannot be read as {fp.encoding} ({exc}); fix `encoding:` in the connector "
-                "settings, or remove it to have the encoding detected",
-            )
-            return
-        except OSError as exc:  # deleted or replaced since it was listed
-            self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
-            return
-        names = list(expected_rows.header)
-        if expected_rows.broken_at == 1 or not names:
-            problem = expected_rows.problem or "the file has no header line"
-            yield self._file_rejected(fp, shown, f"cannot read the header: {problem}")
-            return
-        if any("\x00" in name for name in names):
-            yield self._file_rejected(
-                fp,
-                shown,
-                "the header holds NUL bytes (character 0): the file is probably UTF-16; "
-                "remove `encoding:` from the connector settings (UTF-16 is detected) or set "
-                "it to utf-16",
-            )
-            return
-        missing = [c for c in self.required_columns() if c not in names]
-        if missing:
-            yield self._file_rejected(fp, shown, self._missing_text(missing, names))
-            return
-        twice = [c for c in self.required_columns() if names.count(c) > 1]
-        if twice:
-            yield self._file_rejected(
-                fp,
-                shown,
-                f"column(s) {', '.join(f'`{c}`' for c in twice)} appear more than once in the "
-                "header, so which one the mapping means is unclear; rename or remove the copy",
-            )
-            return
-        # Columns are positions, as wide as the widest record, and the header is read as
-        # data (record 0): pandas then never takes the first row's extra cells for an index
-        # (which shifts every column) nor truncates a wide row silently; `_page` rejects it.
-        width = max(len(names), expected_rows.widest)
-
-        def too_many(cells: list[str]) -> list[str]:
-            # Only past a break the strict count did not reach: keep and mark the row.
-            keep = cells[:width]
-            keep[-1] = f"{TOO_MANY_FIELDS}{len(cells)}"
-            return keep
-
-        rows_read = 0
-        try:
-            reader = pd.read_csv(
-                fp.path,
-                sep=delimiter,
-                encoding=fp.encoding,
-                dtype=str,
-                header=None,
-                names=list(range(width)),
-                index_col=False,
-                keep_default_na=False,
-                skip_blank_lines=False,
-                engine="python",
-                on_bad_lines=too_many,
-                chunksize=self.settings.chunk_rows,
-                # Up to a break the strict count found (an unclosed quote): pandas would
-                # raise there and lose the chunk before it.
-                nrows=None if expected_rows.broken_at is None else expected_rows.records + 1,
-            )
-            with reader:
-                for chunk in reader:
-                    rows_read = int(chunk.index[-1]) if len(chunk) else rows_read
+            with RecordReader(
+                fp.path, encoding=fp.encoding, delimiter=delimiter, size=fp.size
+            ) as records:
+                rows = iter(records)
+                try:
+                    header = next(rows, None)
+                except UnreadableRecord as exc:
+                    yield self._file_rejected(fp, shown, f"cannot read the header: {exc.problem}")
+                    return
+                names = [c.strip().lstrip("\ufeff").strip() for c in header.cells] if header else []
+                problem = self._header_problem(names)
+                if problem is not None:
+                    yield self._file_rejected(fp, shown, problem)
+                    return
+                for record in rows:
+                    chunk.append(record)
+                    if len(chunk) >= self.settings.chunk_rows:
+                        yield self._page(chunk, names, shown, window)
+                        chunk = []
+                if chunk:
                     yield self._page(chunk, names, shown, window)
-        except (pd.errors.ParserError, stdlib_csv.Error, UnicodeError) as exc:
-            yield self._file_rejected(fp, shown, f"the file stops parsing: {exc}")
-            return
-        except OSError as exc:  # deleted or replaced while being read; read again next run
-            self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
-            return
-        if expected_rows.broken_at is not None or rows_read != expected_rows.records:
+                    chunk = []
+        except UnreadableRecord as exc:
             # What was read is kept (keys make a later re-read harmless); the rest is named.
-            first_lost = expected_rows.broken_at or rows_read + 2
-            problem = expected_rows.problem or "the rows do not split into cells"
+            if chunk:
+                yield self._page(chunk, names, shown, window)
             cause = (
                 f"a cell there is longer than {CELL_LIMIT:,} characters"
-                if "field limit" in problem
+                if "field limit" in exc.problem
                 else "a quoted value there probably has no closing quote"
             )
             yield self._file_rejected(
                 fp,
                 shown,
-                f"row {first_lost} and everything after it could not be read ({problem}); {cause}",
+                f"row {exc.number} and everything after it could not be read ({exc.problem}); "
+                f"{cause}",
+            )
+            return
+        except OSError as exc:  # deleted or replaced while being read; read again next run
+            self.warnings.append(f"{shown}: cannot read the file ({exc.strerror})")
+            return
+        if not self._unchanged(fp, look, records.sha256):
+            self.warnings.append(
+                f"{shown}: the file changed while it was read; it is read again on a later "
+                "run (rows already captured are not sent twice)"
             )
             return
         if window is None:
@@ -332,6 +332,36 @@ class CsvConnector:
             yield TransitionPage(
                 transitions=[], watermark=None, snapshots={fp.done_key: self.version}
             )
+
+    @staticmethod
+    def _unchanged(fp: FileFingerprint, look: FileLook, parsed_sha256: str) -> bool:
+        """The parsed bytes are the fingerprinted ones, and the file still looks as it did."""
+        try:
+            now = FileLook.of(fp.path)
+        except OSError:
+            return False
+        return parsed_sha256 == fp.sha256 and now == look
+
+    def _header_problem(self, names: list[str]) -> str | None:
+        """Why the header cannot be used, or None; every such problem refuses the whole file."""
+        if not any(names):
+            return "cannot read the header: the file has no header line"
+        if any("\x00" in name for name in names):
+            return (
+                "the header holds NUL bytes (character 0): the file is probably UTF-16; "
+                "remove `encoding:` from the connector settings (UTF-16 is detected) or set "
+                "it to utf-16"
+            )
+        missing = [c for c in self.required_columns() if c not in names]
+        if missing:
+            return self._missing_text(missing, names)
+        twice = [c for c in self.required_columns() if names.count(c) > 1]
+        if twice:
+            return (
+                f"column(s) {', '.join(f'`{c}`' for c in twice)} appear more than once in the "
+                "header, so which one the mapping means is unclear; rename or remove the copy"
+            )
+        return None
 
     def _missing_text(self, missing: list[str], names: list[str]) -> str:
         parts = []
@@ -357,22 +387,18 @@ class CsvConnector:
         return TransitionPage(transitions=[], watermark=None, rejected=[rejected])
 
     def _page(
-        self, chunk: pd.DataFrame, columns: list[str], shown: str, window: TimeWindow | None
+        self, records: list[Record], names: list[str], shown: str, window: TimeWindow | None
     ) -> TransitionPage:
         transitions: list[StageTransition] = []
         rejected: list[RejectedRecord] = []
-        for index, values in zip(
-            chunk.index, chunk.itertuples(index=False, name=None), strict=True
-        ):
-            if int(index) == 0:
-                continue  # the header
-            cells = [cell_text(v) for v in values]
-            row = dict(zip(columns, cells, strict=False))
+        for record in records:
+            cells = [c.strip() for c in record.cells]
             if not any(cells):
-                continue  # an empty line
-            number = int(index) + 1  # the header is row 1, as a spreadsheet shows it
-            wide = _cell_count(values) if any(cells[len(columns) :]) else None
-            result = self._row(row, number, shown, wide, len(columns))
+                continue  # an empty line: nothing to send, nothing lost
+            if len(cells) != len(names):
+                rejected.append(self._miscounted(record, cells, names, shown))
+                continue
+            result = self._row(dict(zip(names, cells, strict=True)), record.number, shown)
             if isinstance(result, RejectedRecord):
                 rejected.append(result)
             elif window is None or (
@@ -382,18 +408,36 @@ class CsvConnector:
                 transitions.append(result)
         return TransitionPage(transitions=transitions, watermark=None, rejected=rejected)
 
-    def _row(
-        self,
-        row: Mapping[str, str],
-        number: int,
-        shown: str,
-        wide: int | None = None,
-        header_width: int | None = None,
-    ) -> StageTransition | RejectedRecord:
-        """One row -> a transition, or the reason it cannot be one.
+    def _miscounted(
+        self, record: Record, cells: list[str], names: list[str], shown: str
+    ) -> RejectedRecord:
+        """A row whose cell count is not the header's: which cell is which is unknowable.
 
-        `wide` is the row's cell count when it has non-empty cells past the header's width.
+        An unquoted delimiter inside a value (`1,250.50` with commas between cells) shifts
+        every later cell into the wrong column, and the shifted row can still look valid; a
+        cut-short row lacks cells. Either way no cell of it can be trusted, empty or not.
         """
+        if len(cells) > len(names):
+            advice = (
+                "a delimiter inside a value needs quotes (e.g. an amount written 1,250.50 in "
+                "a comma-separated file), which shifts every cell after it"
+            )
+        else:
+            advice = "the row is cut short or a delimiter is missing"
+        labels = [n or f"cell {i + 1}" for i, n in enumerate(names)]
+        labels += [f"cell {i + 1}" for i in range(len(names), len(cells))]
+        return RejectedRecord(
+            connector=self.name,
+            object_type=self.object_type,
+            record_ref=f"{shown} row {record.number}",
+            reason=f"has {len(cells)} cells but the header has {len(names)}; {advice}",
+            raw={label: _storable(cell) for label, cell in zip(labels, cells, strict=False)},
+        )
+
+    def _row(
+        self, row: Mapping[str, str], number: int, shown: str
+    ) -> StageTransition | RejectedRecord:
+        """One row (as many cells as the header) -> a transition, or why it cannot be one."""
         ref = f"{shown} row {number}"
 
         def reject(reason: str) -> RejectedRecord:
@@ -405,14 +449,6 @@ class CsvConnector:
                 raw={k: _storable(v) for k, v in row.items()},
             )
 
-        marked = next((v for v in row.values() if v.startswith(TOO_MANY_FIELDS)), None)
-        if wide is None and marked is not None:
-            wide = int(marked[len(TOO_MANY_FIELDS) :])
-        if wide is not None:
-            return reject(
-                f"has {wide} cells but the header has {header_width or len(row)}; a delimiter "
-                "inside a value needs quotes"
-            )
         damaged = next((c for c in self.required_columns() if "\x00" in row.get(c, "")), None)
         if damaged is not None:
             # PostgreSQL cannot store a NUL byte, and no CRM id or stage holds one.
@@ -473,17 +509,6 @@ class CsvConnector:
         )
 
 
-def _cell_count(values: tuple[object, ...]) -> int:
-    """How many cells the record really had: padding past its end comes back as NaN."""
-    marked = next((v for v in values if isinstance(v, str) and v.startswith(TOO_MANY_FIELDS)), None)
-    if marked is not None:
-        return int(marked[len(TOO_MANY_FIELDS) :])
-    present = [i for i, v in enumerate(values) if not (isinstance(v, float) and v != v)]
-    return present[-1] + 1 if present else 0
-
-
 def _storable(text: str) -> str:
-    """Text the state store can keep: PostgreSQL refuses NUL bytes (and our row marker)."""
-    if text.startswith(TOO_MANY_FIELDS):
-        return ""
+    """Text the state store can keep: PostgreSQL refuses NUL bytes."""
     return text.replace("\x00", "\ufffd")

@@ -5,9 +5,7 @@ Pure functions, so the rules for what a cell means can be tested without files.
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any
 
 from ga4sync.mapping.model import FieldParam, MappingFile
 
@@ -47,10 +45,3 @@ def read_number(text: str, decimal: str) -> str | None:
             return None
         return text.replace(".", "").replace(",", ".")
     return None if DECIMAL_COMMA.search(text) else text
-
-
-def cell_text(value: Any) -> str:
-    """A cell as stripped text; a short row's missing cells come back as NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value).strip()

@@ -1,10 +1,11 @@
 """Which files a CSV connector reads, and how: content hash, encoding and delimiter.
 
-One streaming pass over each file (1 MiB at a time, never the whole file in memory) yields its
-SHA-256, which lets the connector remember files it has fully imported, and tells UTF-8 (with
-or without a BOM, as Excel writes it) from legacy single-byte exports: a file that is not valid
-UTF-8 is read as Windows-1252, which is what "ANSI" exports from European POS systems mostly
-are, and the run says so in a warning.
+One streaming pass over each file's bytes (1 MiB at a time, never the whole file in memory),
+before any row is parsed, yields its SHA-256, which lets the connector skip content it has
+fully imported without parsing it, and settles the encoding, which a file can only prove by
+its last byte: UTF-8 (with or without a BOM, as Excel writes it) or a legacy single-byte
+export, read as Windows-1252 (what "ANSI" exports from European POS systems mostly are) with a
+warning. The first 64 KiB it saw also give the delimiter, so parsing is the only other read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import codecs
 import csv as stdlib_csv
 import glob
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,23 @@ BLOCK = 1 << 20
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
 FALLBACK_ENCODING = "cp1252"
-CELL_LIMIT = 16 << 20
-"""Longest cell (characters) read; Python's csv module stops at 128 KiB by default."""
+
+
+@dataclass(frozen=True)
+class FileLook:
+    """A file's size and modification time at one look: what must stay the same to settle."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileLook:
+        st = os.stat(path)
+        return cls(st.st_size, st.st_mtime_ns)
+
+    def text(self) -> str:
+        """As the state store keeps it between runs."""
+        return f"{self.size}:{self.mtime_ns}"
 
 
 @dataclass(frozen=True)
@@ -31,12 +48,16 @@ class FileFingerprint:
     path: Path
     sha256: str
     encoding: str
-    """The codec pandas should read with (utf-8-sig drops a BOM)."""
+    """The codec the rows are decoded with (utf-8-sig drops a BOM)."""
     guessed_encoding: bool
     """True when the file was not UTF-8 and the fallback codec was chosen."""
     size: int
+    """Bytes hashed: the size the file had when it was seen settled, appended rows excluded."""
+    head: bytes = b""
+    """The first bytes, for sniffing the delimiter."""
     undecodable: str | None = None
-    """Where the file is not Windows-1252 either (`byte 0x90 at offset 125`); then unread."""
+    """Where the file is not text in the chosen codec (`byte 0x90 at offset 125`); then unread.
+    With `auto`, the codec is Windows-1252 and this says the file is not that either."""
 
     @property
     def done_key(self) -> str:
@@ -57,58 +78,69 @@ def matching_files(pattern: str, base_dir: Path) -> list[Path]:
     return [full] if full.is_file() else []
 
 
-def fingerprint(path: Path, encoding: str = "auto") -> FileFingerprint:
+def fingerprint(path: Path, encoding: str = "auto", size: int | None = None) -> FileFingerprint:
     """Hash the file and settle its encoding in one streaming pass.
 
     With `auto`: a UTF-16/32 byte-order mark, or the NUL byte in every other position that
     UTF-16 text without one has (Excel's "Unicode Text" export), picks that codec; otherwise
     UTF-8, else Windows-1252. A file that is none of these (a byte Windows-1252 does not
-    define) is reported by `undecodable` rather than read as garbage.
+    define) is reported by `undecodable` rather than read as garbage. A codec the settings
+    force is checked the same way, so a wrong one refuses the file before any row is captured.
 
     Args:
         path: the file.
-        encoding: `auto`, or a codec name the settings force (then only hashed).
+        encoding: `auto`, or a codec name the settings force.
+        size: bytes to read (the settled size); default the whole file.
     """
     digest = hashlib.sha256()
     utf8 = codecs.getincrementaldecoder("utf-8")()
-    ansi = codecs.getincrementaldecoder(FALLBACK_ENCODING)()
     auto = encoding == "auto"
-    is_utf8, ansi_error = auto, ""
-    size = 0
+    other = codecs.getincrementaldecoder(FALLBACK_ENCODING if auto else encoding)()
+    is_utf8, other_error = auto, ""
+    left = size if size is not None else -1
+    read = 0
     first = b""
     with path.open("rb") as fh:
-        while block := fh.read(BLOCK):
+        while left != 0 and (block := fh.read(BLOCK if left < 0 else min(BLOCK, left))):
+            left -= len(block) if left > 0 else 0
             if not first:
                 first = block[:SNIFF_BYTES]
             digest.update(block)
-            if auto and not ansi_error:
+            if not other_error:
                 try:
-                    ansi.decode(block)
+                    other.decode(block)
                 except UnicodeDecodeError as exc:
-                    ansi_error = f"byte 0x{block[exc.start]:02x} at offset {size + exc.start:,}"
+                    other_error = f"byte 0x{block[exc.start]:02x} at offset {read + exc.start:,}"
+                except UnicodeError as exc:  # e.g. `UTF-16 stream does not start with BOM`
+                    other_error = str(exc)
             if is_utf8:
                 try:
                     utf8.decode(block)
                 except UnicodeDecodeError:
                     is_utf8 = False
-            size += len(block)
+            read += len(block)
         if is_utf8:
             try:
                 utf8.decode(b"", final=True)
             except UnicodeDecodeError:
                 is_utf8 = False
+        if not other_error:
+            try:
+                other.decode(b"", final=True)
+            except UnicodeError as exc:
+                other_error = f"{exc} at the end of the file"
     guessed, undecodable = False, None
     if not auto:
         chosen = encoding
+        undecodable = other_error or None
     elif (wide := _wide_unicode(first)) is not None:
         chosen = wide
     elif is_utf8:
         chosen = "utf-8-sig" if first.startswith(codecs.BOM_UTF8) else "utf-8"
     else:
         chosen, guessed = FALLBACK_ENCODING, True
-        if ansi_error:
-            undecodable = ansi_error
-    return FileFingerprint(path, digest.hexdigest(), chosen, guessed, size, undecodable)
+        undecodable = other_error or None
+    return FileFingerprint(path, digest.hexdigest(), chosen, guessed, read, first, undecodable)
 
 
 def _wide_unicode(first: bytes) -> str | None:
@@ -128,10 +160,9 @@ def _wide_unicode(first: bytes) -> str | None:
     return None
 
 
-def sniff_delimiter(path: Path, encoding: str) -> str:
-    """The delimiter of the file's first 64 KiB among `, ; TAB |`; a comma when unsure."""
-    with path.open("r", encoding=encoding, errors="replace", newline="") as fh:
-        sample = fh.read(SNIFF_BYTES)
+def sniff_delimiter(head: bytes, encoding: str) -> str:
+    """The delimiter of the file's first bytes among `, ; TAB |`; a comma when unsure."""
+    sample = head.decode(encoding, errors="replace")
     if not sample.strip():
         return ","
     try:
@@ -141,58 +172,3 @@ def sniff_delimiter(path: Path, encoding: str) -> str:
         counts = {d: header.count(d) for d in DELIMITERS}
         best = max(counts, key=lambda d: counts[d])
         return best if counts[best] else ","
-
-
-def allow_long_cells() -> None:
-    """Raise Python's csv cell limit (128 KiB) to CELL_LIMIT, for us and pandas' python engine.
-
-    A long free-text note is not a reason to drop the rest of a file; the limit stays finite
-    so a file with an unclosed quote is still reported instead of read into memory whole.
-    """
-    if stdlib_csv.field_size_limit() < CELL_LIMIT:
-        stdlib_csv.field_size_limit(CELL_LIMIT)
-
-
-@dataclass(frozen=True)
-class RecordCount:
-    """What the strict stdlib reader makes of a file, to check pandas against."""
-
-    records: int
-    """Records after the header (empty lines included), up to any break."""
-    broken_at: int | None = None
-    """Spreadsheet row number (header = 1) of the record the reader could not finish."""
-    problem: str | None = None
-    widest: int = 0
-    """The most cells any record has (the header included), so pandas can be given room."""
-    header: tuple[str, ...] = ()
-    """The first record's cells, stripped (and without a stray BOM): the column names."""
-
-
-def count_records(path: Path, encoding: str, delimiter: str) -> RecordCount:
-    """Count the file's records with Python's strict csv reader, in one streaming pass.
-
-    pandas' python engine, given an `on_bad_lines` callable, drops a record its tokenizer
-    cannot finish (an unterminated quote swallows the rest of the file) without a word. This
-    count lets the connector notice and name the row instead of losing rows silently.
-    """
-    allow_long_cells()
-    with path.open("r", encoding=encoding, errors="replace", newline="") as fh:
-        reader = stdlib_csv.reader(fh, delimiter=delimiter, strict=True)
-        records = -1  # the header
-        widest = 0
-        header: tuple[str, ...] = ()
-        try:
-            for cells in reader:
-                if records == -1:
-                    header = tuple(c.strip().lstrip("\ufeff").strip() for c in cells)
-                records += 1
-                widest = max(widest, len(cells))
-        except stdlib_csv.Error as exc:
-            return RecordCount(
-                max(records, 0),
-                broken_at=records + 2,
-                problem=str(exc),
-                widest=widest,
-                header=header,
-            )
-    return RecordCount(max(records, 0), widest=widest, header=header)

@@ -53,7 +53,13 @@ def csv_config(
     mapping: Path = POS_MAPPING,
     **settings: Any,
 ) -> Path:
-    """The sandbox config with only a CSV connector named `pos` reading `path`."""
+    """The sandbox config with only a CSV connector named `pos` reading `path`.
+
+    `ready: renamed` unless a test says otherwise: these tests write each file whole before
+    a run, as an exporter that moves finished files into place does; tests of the other
+    `ready:` rules set them.
+    """
+    settings.setdefault("ready", "renamed")
     written = sandbox.write_config(state_url=state_url, salesforce=False)
     doc = yaml.safe_load(written.read_text())
     doc["connectors"] = [

@@ -58,17 +58,45 @@ def test_wide_first_row_is_rejected_without_shifting_the_columns(tmp_path: Path)
                 HEADER,
                 ISO_ROW.format(id="W-1", note="x") + ",extra,cells",
                 ISO_ROW.format(id="W-2", note="ok"),
-                ISO_ROW.format(id="W-3", note="trailing empty cells lose nothing") + ",,",
             ]
         )
     )
     rows, rejected, _ = _read(tmp_path)
-    assert [(t.record_id, t.fields["amount"]) for t in rows] == [("W-2", "5"), ("W-3", "5")]
+    assert [(t.record_id, t.fields["amount"]) for t in rows] == [("W-2", "5")]
     (bad,) = rejected
     assert bad.record_ref == "a.csv row 2"
-    assert bad.reason == (
+    assert bad.reason.startswith(
         "has 9 cells but the header has 7; a delimiter inside a value needs quotes"
     )
+    assert bad.raw["order_id"] == "W-1" and bad.raw["cell 9"] == "cells"
+
+
+SIX_COLUMNS = "order_id,type,sold_at,amount,ga_client_id,ga_session_id"
+
+
+@pytest.mark.parametrize(
+    ("row", "cells"),
+    [
+        # `1,250.50` unquoted: amount 1 and client id 250.50 were sent; the last cell is empty.
+        ("A-2001,purchase,2026-03-01T10:00:00Z,1,250.50,444.555,", 7),
+        ("A-2002,purchase,2026-03-01T10:00:00Z,5,444.555,,,", 8),  # trailing empties too
+        ("A-2003,purchase,2026-03-01T10:00:00Z,5,444.555", 5),  # cut short
+    ],
+)
+def test_a_row_with_another_cell_count_than_the_header_is_refused_whatever_it_holds(
+    tmp_path: Path, row: str, cells: int
+) -> None:
+    write_rows(
+        tmp_path / "a.csv",
+        [row, "A-9,purchase,2026-03-01T10:00:00Z,5,444.556,"],
+        header=SIX_COLUMNS,
+    )
+    rows, rejected, _ = _read(tmp_path)
+    assert [t.record_id for t in rows] == ["A-9"]  # the rest of the file goes on
+    (bad,) = rejected
+    assert bad.record_ref == "a.csv row 2"
+    assert bad.reason.startswith(f"has {cells} cells but the header has 6; ")
+    assert bad.raw["order_id"] == row.split(",")[0]
 
 
 def test_time_beyond_year_9999_rejects_that_row_only(tmp_path: Path) -> None:
@@ -275,7 +303,11 @@ def test_preview_shows_rows_the_connector_refused(sandbox: SandboxEnvironment) -
     config = csv_config(sandbox, "sqlite:///state.db")
     write_rows(
         config.parent / "inbox" / "a.csv",
-        [f"P-1,purchase,{berlin(datetime.now(UTC))},5,1.2,,", "P-2,purchase,soon,5,1.2,,"],
+        [
+            f"P-1,purchase,{berlin(datetime.now(UTC))},5,1.2,,",
+            "P-2,purchase,soon,5,1.2,,",
+            f"P-3,purchase,{berlin(datetime.now(UTC))},1,250.50,444.555,,",  # `1,250.50`
+        ],
     )
     (config.parent / "inbox" / "b.csv").write_bytes(b"\x90\x81")
     result = CliRunner().invoke(
@@ -287,6 +319,7 @@ def test_preview_shows_rows_the_connector_refused(sandbox: SandboxEnvironment) -
     doc = json.loads(result.stdout)
     refused = {r["record_id"]: r["reason"] for r in doc["transitions"] if r["outcome"] == "invalid"}
     assert refused["inbox/a.csv row 3"].startswith("column sold_at holds 'soon'")
+    assert refused["inbox/a.csv row 4"].startswith("has 8 cells but the header has 7")
     assert "inbox/b.csv (whole file)" in refused
     assert {ln["result"] for ln in doc["summary"] if ln["outcome"] == "invalid"} == {
         "unreadable record"

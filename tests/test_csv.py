@@ -149,3 +149,64 @@ def test_missing_column_rejects_the_file_and_names_the_column(
     finally:
         engine.close()
         engine.store.close()
+
+
+def test_a_file_being_written_is_read_only_once_it_has_settled(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    """An export in progress: its last row cut short would send client id 111.2 for 111.222."""
+    engine, config = csv_engine(sandbox, state_url, ready="settled")
+    now = sandbox.clock.now()
+    t = berlin(now - timedelta(hours=1))
+    export = config.base_dir / "inbox" / "pos.csv"
+    complete = [f"S-{i},purchase,{t},{i + 1},111.22{i},," for i in range(3)]
+    cut = "\n".join([HEADER, *complete[:2], complete[2][:30]])
+    export.write_text(cut, encoding="utf-8")  # the last line is cut: no line break, half a row
+    try:
+        first = engine.run_once()
+        assert first.captures[0].captured == 0
+        assert "inbox/pos.csv: new or changed since the last run" in "\n".join(
+            first.captures[0].warnings
+        )
+        # It grew between the two runs: still not read.
+        export.write_text(cut + complete[2][30:] + "\n", encoding="utf-8")
+        second = engine.run_once()
+        assert second.captures[0].captured == 0 and sandbox.ga4.events() == []
+        # Unchanged since the previous run: settled, read in full, every row right.
+        third = engine.run_once()
+        assert third.captures[0].captured == 3 and third.captures[0].rejected == 0
+        assert sorted(
+            (e["params"]["transaction_id"], e["client_id"]) for e in sandbox.ga4.events()
+        ) == [
+            ("S-0", "111.220"),
+            ("S-1", "111.221"),
+            ("S-2", "111.222"),
+        ]
+        # Read once: later runs skip its content, and say nothing about it.
+        fourth = engine.run_once()
+        assert fourth.captures[0].captured == 0 and fourth.captures[0].warnings == []
+    finally:
+        engine.close()
+        engine.store.close()
+
+
+def test_a_file_is_read_once_its_done_marker_exists(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    engine, config = csv_engine(sandbox, state_url, ready="marker", path="inbox/pos-*")
+    now = sandbox.clock.now()
+    export = config.base_dir / "inbox" / "pos-1.csv"
+    write_rows(export, [f"K-1,purchase,{berlin(now - timedelta(hours=1))},5,111.222,,"])
+    try:
+        waiting = engine.run_once()
+        assert waiting.captures[0].captured == 0
+        assert "inbox/pos-1.csv: waiting for pos-1.csv.done" in "\n".join(
+            waiting.captures[0].warnings
+        )
+        (config.base_dir / "inbox" / "pos-1.csv.done").write_text("")
+        done = engine.run_once()
+        assert done.captures[0].captured == 1 and done.captures[0].warnings == []
+        assert [e["client_id"] for e in sandbox.ga4.events()] == ["111.222"]
+    finally:
+        engine.close()
+        engine.store.close()
