@@ -8,11 +8,20 @@ run that failed, because the same command will work once the database is back.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from ga4sync.core.errors import Ga4SyncError
 from sqlalchemy.engine import make_url
+
+DatabaseError = sa.exc.SQLAlchemyError
+"""Any failure of the state database that no store method turned into a `StateStoreError`
+(a connection lost mid-command): the CLI catches this name and `describe`s it, so no module
+above the state store needs to know the database library."""
 
 SETUP = 2
 UNAVAILABLE = 1
@@ -31,6 +40,12 @@ _SETUP_MARKERS = (
 _MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
 
 
+_DISK_FULL_MARKERS = ("database or disk is full", "no space left on device", "disk full")
+"""SQLite's words (and the OS's); PostgreSQL's disk_full, SQLSTATE 53100, is `DiskFull`."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 class StateStoreError(Ga4SyncError):
     """The state database could not be used; the message names the database and what to do."""
 
@@ -38,6 +53,21 @@ class StateStoreError(Ga4SyncError):
         self.exit_code = exit_code
         self.problems = [message]
         super().__init__(message)
+
+
+class NoStateYet(StateStoreError):
+    """A read-only command found no state database where state.url points.
+
+    Not an empty report: a new path is most often a typo in state.url or a command run from
+    the wrong folder, and creating an empty database there would hide that.
+    """
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(
+            f"there is no state yet at {safe_url(url)}: {what}. Nothing has run with this "
+            "state.url (check it, and the folder you run from); `ga4sync run` creates it",
+            exit_code=UNAVAILABLE,
+        )
 
 
 def safe_url(url: str) -> str:
@@ -50,9 +80,21 @@ def safe_url(url: str) -> str:
 
 def driver_message(exc: BaseException) -> str:
     """The database's own words, first line, without SQL, parameters or SQLAlchemy links."""
-    orig = getattr(exc, "orig", None) or exc
+    orig = exc.orig if isinstance(exc, sa.exc.StatementError) and exc.orig else exc
     text = str(orig).strip().splitlines()
     return text[0].strip() if text else type(orig).__name__
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's `database or disk is full` or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    orig = exc.orig if isinstance(exc, sa.exc.StatementError) else exc
+    if "psycopg" in sys.modules:  # not imported: the error cannot be PostgreSQL's
+        import psycopg
+
+        if isinstance(orig, psycopg.errors.DiskFull):
+            return True
+    lowered = driver_message(exc).lower()
+    return any(marker in lowered for marker in _DISK_FULL_MARKERS)
 
 
 def describe(exc: sa.exc.SQLAlchemyError, url: str | None) -> StateStoreError:
@@ -60,6 +102,13 @@ def describe(exc: sa.exc.SQLAlchemyError, url: str | None) -> StateStoreError:
     message = driver_message(exc)
     lowered = message.lower()
     where = f"state database {safe_url(url)}" if url else "the state database"
+    if is_disk_full(exc):
+        return StateStoreError(
+            f"{where} is out of disk space ({message}): free space on the disk that holds it "
+            "(or raise the database's quota), then run again. The page being written was rolled "
+            "back; the next run captures it again, nothing is lost",
+            exit_code=UNAVAILABLE,
+        )
     if any(marker in lowered for marker in _SETUP_MARKERS) or _MISSING_DATABASE.search(lowered):
         return StateStoreError(
             f"{where} cannot be used: {message}. Check state.url (or "
@@ -98,3 +147,23 @@ def _is_connection_failure(exc: sa.exc.SQLAlchemyError, lowered: str) -> bool:
     return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and any(
         marker in lowered for marker in _CONNECTION_MARKERS
     )
+
+
+def disk_full_is_clear(fn: F) -> F:
+    """A store write that hit a full disk raises `StateStoreError` saying so.
+
+    The engine reports a `Ga4SyncError` from capture as one line on the run (no traceback, no
+    "report it"): a full disk is the operator's to fix, and the rolled-back page is captured
+    again by the next run. Anything else goes on unchanged.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise describe(exc, str(self.engine.url)) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -103,7 +103,14 @@ runs = sa.Table(
     sa.Column("api_limit", sa.Integer),
     sa.Column("error", sa.Text),
     sa.Column("warnings", sa.Text),
+    # v2: who runs it, so `status` can tell a live run from one whose process was killed.
+    sa.Column("owner_host", sa.String(255)),
+    sa.Column("owner_pid", sa.Integer),
+    sa.Column("owner_started", sa.String(64)),
+    sa.Column("heartbeat_at", TS),
 )
+RUN_OWNER_COLUMNS = ("owner_host", "owner_pid", "owner_started", "heartbeat_at")
+"""Added by migration 2; a database still at version 1 (read-only) has none of them."""
 
 locks = sa.Table(
     "locks",
@@ -119,7 +126,18 @@ def _v1(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    """Owner and heartbeat of a run. Only the columns still missing are added: `_v1` creates
+    tables from the current definitions, so a database made new already has them."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(runs.name)}
+    for name in RUN_OWNER_COLUMNS:
+        if name not in present:
+            column = runs.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {runs.name} ADD COLUMN {name} {kind}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 """MIGRATIONS[i] moves the schema from version i to i+1. Append; never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -74,13 +74,12 @@ def _state_error_exit(exc: Exception) -> None:
     """
     if "ga4sync.state.errors" not in sys.modules:
         return
-    import sqlalchemy as sa
-    from ga4sync.state.errors import StateStoreError, describe
+    from ga4sync.state.errors import DatabaseError, StateStoreError, describe
 
     if isinstance(exc, StateStoreError):
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    if isinstance(exc, sa.exc.SQLAlchemyError):
+    if isinstance(exc, DatabaseError):
         # The state database failed mid-command (dropped connection, damaged file).
         error = describe(exc, None)
         click.echo(f"error: {error}", err=True)

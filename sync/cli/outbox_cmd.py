@@ -45,6 +45,11 @@ def _store(ctx: click.Context) -> StateStore:
     return open_store(open_config(ctx))
 
 
+def _reader(ctx: click.Context) -> StateStore:
+    """`list` and `show` only look: they work on a read-only store and never create one."""
+    return StateStore.open_read_only(open_config(ctx).state_url())
+
+
 def _iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -89,8 +94,7 @@ def list_cmd(
 ) -> None:
     """List outbox rows (exit 1 when none match)."""
     statuses = _statuses(status_opts)
-    store = _store(ctx)
-    try:
+    with _reader(ctx) as store:
         if fmt == "json":
             shown = _print_json(
                 store.iter_outbox_summary(
@@ -103,8 +107,6 @@ def list_cmd(
                 statuses=statuses or None, connector=connector, limit=limit or TABLE_ROWS
             )
             shown = _print_table(rows, total)
-    finally:
-        store.close()
     sys.exit(0 if shown else 1)
 
 
@@ -160,8 +162,7 @@ def _print_table(rows: Iterator[dict[str, Any]], total: int) -> int:
 @click.pass_context
 def show(ctx: click.Context, key: str, fmt: str) -> None:
     """The audit trail of one transition: CRM record and history row, mapping, payload, attempts."""
-    store = _store(ctx)
-    try:
+    with _reader(ctx) as store:
         keys, problems = store.resolve_keys([key])
         if problems:
             for p in problems:
@@ -169,8 +170,6 @@ def show(ctx: click.Context, key: str, fmt: str) -> None:
             sys.exit(1)
         (row,) = store.list_outbox(keys=keys)
         attempts = store.attempts_for(keys[0])
-    finally:
-        store.close()
     doc = _row_json(row) | {
         "field": row["field"],
         "detected_by": row["detected_by"],
@@ -258,13 +257,10 @@ def resend(
     reason: str,
 ) -> None:
     """Queue rows again (a person's decision: e.g. GA4 did not get these `unknown` events)."""
-    store = _store(ctx)
-    try:
+    with _store(ctx) as store:
         targets = _targets(store, keys, status_opts, connector)
         now = datetime.now(UTC)
         changed = store.resend(targets, now, f"resend by {_who()} at {_iso(now)}: {reason}")
-    finally:
-        store.close()
     click.echo(f"queued {changed} of {len(targets)} rows for sending")
     if changed < len(targets):
         click.echo("rows already sent, being sent, or without a payload were left alone")
@@ -285,13 +281,10 @@ def discard(
     reason: str,
 ) -> None:
     """Never send these rows (e.g. GA4 already has these `unknown` events)."""
-    store = _store(ctx)
-    try:
+    with _store(ctx) as store:
         targets = _targets(store, keys, status_opts, connector)
         now = datetime.now(UTC)
         changed = store.discard(targets, now, f"{reason} (by {_who()} at {_iso(now)})")
-    finally:
-        store.close()
     click.echo(f"discarded {changed} of {len(targets)} rows")
     if changed < len(targets):
         click.echo("rows already sent or being sent were left alone")

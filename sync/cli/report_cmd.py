@@ -6,10 +6,11 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from ga4sync.cli.common import console, open_config, open_store
+from ga4sync.cli.common import console, open_config
 from ga4sync.core.clock import SystemClock
 from ga4sync.ops.report import build_report
 from ga4sync.ops.report_html import render_report
+from ga4sync.state.store import StateStore
 
 
 @click.command()
@@ -47,11 +48,8 @@ def report(ctx: click.Context, start: datetime, end: datetime, out: Path) -> Non
             f"the folder {out.parent} does not exist; create it first", param_hint="--out"
         )
     config = open_config(ctx)
-    store = open_store(config)
-    try:
+    with StateStore.open_read_only(config.state_url()) as store:
         data = build_report(store, start.date(), end.date(), SystemClock().now())
-    finally:
-        store.close()
     try:
         out.write_text(render_report(data), encoding="utf-8")
     except OSError as exc:

@@ -33,8 +33,7 @@ def prune(ctx: click.Context, older_than: str, dry_run: bool) -> None:
     if age < timedelta(days=1):
         raise click.UsageError("--older-than must be at least 1d (e.g. 90d)")
     config = open_config(ctx)
-    store = open_store(config)
-    try:
+    with open_store(config) as store:
         marks: dict[str, datetime] = {}
         for mark in store.watermarks():
             value = ensure_utc(mark["value"])
@@ -45,8 +44,6 @@ def prune(ctx: click.Context, older_than: str, dry_run: bool) -> None:
             reread = max(c.overlap, c.initial_lookback)
             keep_since[c.name] = marks.get(c.name, now) - reread
         result = store.prune(older_than=now - age, keep_since=keep_since, dry_run=dry_run)
-    finally:
-        store.close()
     verb = "would delete" if dry_run else "deleted"
     click.echo(
         f"{verb} {result.deleted} rows; kept {result.kept_for_once} sent rows once_per_record "

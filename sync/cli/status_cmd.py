@@ -6,10 +6,11 @@ import json
 from datetime import datetime, timedelta
 
 import click
-from ga4sync.cli.common import console, open_config, open_store
+from ga4sync.cli.common import console, open_config
 from ga4sync.core.clock import SystemClock
 from ga4sync.ga4.windows import WINDOW_ORDER
 from ga4sync.ops.status import ConnectorStatus, StatusReport, build_status
+from ga4sync.state.store import StateStore
 from rich.table import Table
 
 QUEUE_COLUMNS = ("pending", "retry", "unknown", "dead", "invalid", "skipped", "sent")
@@ -35,11 +36,8 @@ QUEUE_COLUMNS = ("pending", "retry", "unknown", "dead", "invalid", "skipped", "s
 def status(ctx: click.Context, fmt: str, days: int) -> None:
     """Last run, result, freshness, queue, CRM API usage, warnings and client-id match rate."""
     config = open_config(ctx)
-    store = open_store(config)
-    try:
+    with StateStore.open_read_only(config.state_url()) as store:
         report = build_status(config, store, SystemClock().now(), timedelta(days=days))
-    finally:
-        store.close()
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=False))
         return

@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import sqlalchemy as sa
-from ga4sync.core.clock import ensure_utc
-from ga4sync.state import schema
 from ga4sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -69,23 +66,6 @@ class HealthReport:
         }
 
 
-def last_successes(store: StateStore, names: Sequence[str]) -> dict[str, datetime]:
-    """Newest finished successful capture run per connector (backfills do not count)."""
-    runs = schema.runs
-    query = (
-        sa.select(runs.c.connector, sa.func.max(runs.c.finished_at))
-        .where(
-            runs.c.connector.in_(list(names)),
-            runs.c.status == "ok",
-            runs.c.kind != "backfill",
-            runs.c.finished_at.is_not(None),
-        )
-        .group_by(runs.c.connector)
-    )
-    with store.engine.connect() as conn:
-        return {row[0]: ensure_utc(row[1]) for row in conn.execute(query)}
-
-
 def check_health(
     store: StateStore,
     connectors: Sequence[ScheduledConnector],
@@ -94,7 +74,7 @@ def check_health(
     started_at: datetime,
 ) -> HealthReport:
     """Healthy = succeeded within 3 of its intervals; a fresh daemon gets the same grace."""
-    last = last_successes(store, [c.name for c in connectors])
+    last = store.last_capture_successes([c.name for c in connectors])
     out = []
     for c in connectors:
         seen = last.get(c.name)

@@ -14,13 +14,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from ga4sync.core.clock import ensure_utc
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
-from ga4sync.ga4.windows import WINDOW_ORDER, Ga4Window
-from ga4sync.ops.status import percentile, sent_rows
-from ga4sync.state import schema as s
+from ga4sync.ga4.windows import WINDOW_ORDER, Ga4Window, classify_window
+from ga4sync.ops.status import percentile
 from ga4sync.state.store import StateStore
 
 FAILED_STATES = (Status.RETRY, Status.UNKNOWN, Status.DEAD, Status.INVALID)
@@ -117,10 +115,10 @@ def build_report(store: StateStore, start: date, end: date, now: datetime) -> Re
     lags: dict[str, list[float]] = defaultdict(list)
     windows: dict[str, Counter[str]] = defaultdict(Counter)
     joinable: Counter[str] = Counter()
-    for row in sent_rows(store, lo, hi):
+    for row in store.iter_sent(lo, hi):
         per_day[(row.sent_at.date().isoformat(), row.connector, row.event_name or "")] += 1
         lags[row.connector].append(row.lag_s)
-        window = row.window
+        window = classify_window(row.changed_at, row.sent_at)
         windows[row.connector][window.value] += 1
         if window is Ga4Window.WITHIN_24H and row.has_session:
             joinable[row.connector] += 1
@@ -171,22 +169,17 @@ def _captured(
     store: StateStore, lo: datetime, hi: datetime
 ) -> tuple[list[ReasonCount], list[FailureCount], Counter[str]]:
     """Rows captured in the period: skips by reason, failures by status, and status totals."""
-    o = s.outbox
-    q = sa.select(o.c.connector, o.c.status, o.c.reason).where(
-        o.c.created_at >= lo, o.c.created_at < hi, o.c.status != Status.SENT.value
-    )
     skips: Counter[tuple[str, str]] = Counter()
     failures: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], str] = {}
     statuses: Counter[str] = Counter()
-    with store.engine.connect() as conn:
-        for name, status, reason in conn.execution_options(yield_per=2000).execute(q):
-            statuses[status] += 1
-            if status == Status.SKIPPED.value:
-                skips[(name, (reason or "").split(":", 1)[0] or "(no reason)")] += 1
-            elif status in FAILED_STATES:
-                failures[(name, status)] += 1
-                examples.setdefault((name, status), redact(reason or "")[:300])
+    for row in store.iter_outcomes(lo, hi):
+        statuses[row.status] += 1
+        if row.status == Status.SKIPPED.value:
+            skips[(row.connector, (row.reason or "").split(":", 1)[0] or "(no reason)")] += 1
+        elif row.status in FAILED_STATES:
+            failures[(row.connector, row.status)] += 1
+            examples.setdefault((row.connector, row.status), redact(row.reason or "")[:300])
     return (
         [ReasonCount(c, r, n) for (c, r), n in sorted(skips.items(), key=lambda kv: -kv[1])],
         [FailureCount(c, st, n, examples[(c, st)]) for (c, st), n in sorted(failures.items())],
@@ -196,14 +189,9 @@ def _captured(
 
 def _attempts(store: StateStore, lo: datetime, hi: datetime) -> list[AttemptCount]:
     """Attempts that did not end `sent`, per day, outcome and HTTP status."""
-    a = s.attempts
-    q = sa.select(a.c.attempted_at, a.c.outcome, a.c.http_status).where(
-        a.c.attempted_at >= lo, a.c.attempted_at < hi, a.c.outcome != Status.SENT.value
-    )
     counts: Counter[tuple[str, str, int | None]] = Counter()
-    with store.engine.connect() as conn:
-        for at, outcome, http_status in conn.execution_options(yield_per=2000).execute(q):
-            counts[(ensure_utc(at).date().isoformat(), outcome, http_status)] += 1
+    for attempt in store.iter_failed_attempts(lo, hi):
+        counts[(attempt.attempted_at.date().isoformat(), attempt.outcome, attempt.http_status)] += 1
     return [
         AttemptCount(d, o, h, n)
         for (d, o, h), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1]))

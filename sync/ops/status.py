@@ -1,6 +1,7 @@
-"""What `ga4sync status` shows, read from the state store with SQLAlchemy Core (read-only).
+"""What `ga4sync status` shows, from the state store's typed readings (read-only).
 
-Per connector: its last run and result, the last good run, CRM API usage, the run's error and
+Per connector: its last run and result (a run whose process was killed shows `died` or
+`interrupted`, not `running` forever), the last good run, CRM API usage, the run's error and
 warnings (a broken mapping edit shows here), the queue by status, freshness (CRM change -> GA4
 sent), GA4 window classes of sent events, and the client-id match rate per stage.
 
@@ -19,18 +20,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from ga4sync.core.clock import ensure_utc
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
 from ga4sync.ga4.windows import WINDOW_ORDER, Ga4Window, classify_window
 from ga4sync.pipeline.config import Config
-from ga4sync.state import schema as s
+from ga4sync.state.readings import RunRecord, SentEvent
 from ga4sync.state.store import StateStore
 
 QUEUE_STATES = (
@@ -141,102 +141,75 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
 
 
-@dataclass(frozen=True)
-class SentRow:
-    connector: str
-    event_name: str | None
-    changed_at: datetime
-    sent_at: datetime
-    has_session: bool
-
-    @property
-    def lag_s(self) -> float:
-        return max(0.0, (self.sent_at - self.changed_at).total_seconds())
-
-    @property
-    def window(self) -> Ga4Window:
-        return classify_window(self.changed_at, self.sent_at)
+SILENT_RUN_AFTER = timedelta(minutes=30)
+"""A `running` capture commits a page (its heartbeat) at least every capture-lock lease
+(15 min); twice that without one means its process is gone, even on another host."""
 
 
-def sent_rows(store: StateStore, start: datetime, end: datetime | None = None) -> Iterator[SentRow]:
-    """Sent outbox rows whose GA4 answer came in [start, end), streamed (no full list)."""
-    o = s.outbox
-    has_session = o.c.payload.like('%"session_id"%')
-    q = sa.select(o.c.connector, o.c.event_name, o.c.changed_at, o.c.sent_at, has_session).where(
-        o.c.status == Status.SENT.value, o.c.sent_at.is_not(None), o.c.sent_at >= start
+def run_result(run: RunRecord, now: datetime) -> str:
+    """`running`, unless the run's process is provably gone or silent for too long.
+
+    A SIGKILLed run never writes its end, so its row says `running` forever; shown as such,
+    a person waits for a run that will never finish.
+    """
+    if run.status != "running":
+        return run.status
+    if run.owner is not None and run.owner.is_gone():
+        return "died"
+    heartbeat = run.heartbeat_at or run.started_at
+    if now - heartbeat > SILENT_RUN_AFTER:
+        return "interrupted"
+    return "running"
+
+
+def _died_note(run: RunRecord, result: str) -> str | None:
+    if result == "died" and run.owner is not None:
+        return (
+            f"process {run.owner.pid} on {run.owner.host} stopped without finishing this run "
+            "(killed?); what it committed is kept, the next run continues from there"
+        )
+    if result == "interrupted":
+        return (
+            "no sign of life from this run for over "
+            f"{int(SILENT_RUN_AFTER.total_seconds() // 60)} min: its process was most likely "
+            "stopped; what it committed is kept, the next run continues from there"
+        )
+    return None
+
+
+def _summary(run: RunRecord, now: datetime) -> RunSummary:
+    result = run_result(run, now)
+    error = redact(run.error) if run.error else _died_note(run, result)
+    return RunSummary(
+        kind=run.kind,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        result=result,
+        captured=run.captured,
+        rejected=run.rejected,
+        api_calls=run.api_calls,
+        api_used=run.api_used,
+        api_limit=run.api_limit,
+        error=error,
+        warnings=[redact(w) for w in run.warnings],
     )
-    if end is not None:
-        q = q.where(o.c.sent_at < end)
-    with store.engine.connect() as conn:
-        for r in conn.execution_options(yield_per=2000).execute(q):
-            yield SentRow(r[0], r[1], ensure_utc(r[2]), ensure_utc(r[3]), bool(r[4]))
 
 
 def client_id_match(
     store: StateStore, start: datetime, end: datetime | None = None
 ) -> dict[str, list[StageMatch]]:
     """Per connector and stage, transitions captured in [start, end) with/without a client id."""
-    o = s.outbox
-    reason = sa.func.coalesce(o.c.reason, "")
-    missing = sa.func.sum(sa.case((reason.like("no_client_id%"), 1), else_=0))
-    bad = sa.func.sum(sa.case((reason.like("bad_client_id%"), 1), else_=0))
-    q = (
-        sa.select(o.c.connector, o.c.to_value, sa.func.count(), missing, bad)
-        .where(
-            o.c.created_at >= start,
-            o.c.field != "",  # a CRM record the connector could not read
-            ~reason.like("no_rule%"),
-            ~reason.like("malformed CRM record%"),
-        )
-        .group_by(o.c.connector, o.c.to_value)
-        .order_by(o.c.connector, o.c.to_value)
-    )
-    if end is not None:
-        q = q.where(o.c.created_at < end)
     out: dict[str, list[StageMatch]] = defaultdict(list)
-    with store.engine.connect() as conn:
-        for name, stage, total, miss, wrong in conn.execute(q):
-            miss, wrong = int(miss or 0), int(wrong or 0)
-            out[name].append(StageMatch(str(stage), int(total) - miss - wrong, miss, wrong))
+    for c in store.client_id_counts(start, end):
+        out[c.connector].append(StageMatch(c.stage, c.total - c.missing - c.bad, c.missing, c.bad))
     return out
 
 
 def _queue(store: StateStore) -> dict[str, dict[str, int]]:
-    o = s.outbox
-    q = sa.select(o.c.connector, o.c.status, sa.func.count()).group_by(o.c.connector, o.c.status)
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    with store.engine.connect() as conn:
-        for name, status, count in conn.execute(q):
-            out[name][str(status)] = int(count)
+    for q in store.queue_counts():
+        out[q.connector][q.status] = q.count
     return out
-
-
-def _runs(store: StateStore, name: str) -> tuple[RunSummary | None, datetime | None]:
-    r = s.runs
-    with store.engine.connect() as conn:
-        last = conn.execute(
-            sa.select(r).where(r.c.connector == name).order_by(r.c.id.desc()).limit(1)
-        ).first()
-        ok = conn.execute(
-            sa.select(sa.func.max(r.c.finished_at)).where(r.c.connector == name, r.c.status == "ok")
-        ).scalar()
-    summary = None
-    if last is not None:
-        m = last._mapping
-        summary = RunSummary(
-            kind=m["kind"],
-            started_at=ensure_utc(m["started_at"]),
-            finished_at=ensure_utc(m["finished_at"]) if m["finished_at"] else None,
-            result=m["status"],
-            captured=int(m["captured"] or 0),
-            rejected=int(m["rejected"] or 0),
-            api_calls=int(m["api_calls"] or 0),
-            api_used=m["api_used"],
-            api_limit=m["api_limit"],
-            error=redact(m["error"]) if m["error"] else None,
-            warnings=[redact(w) for w in (m["warnings"] or "").split("\n") if w.strip()],
-        )
-    return summary, ensure_utc(ok) if ok else None
 
 
 def build_status(
@@ -253,10 +226,10 @@ def build_status(
     lags: dict[str, list[float]] = defaultdict(list)
     windows: dict[str, Counter[str]] = defaultdict(Counter)
     joinable: Counter[str] = Counter()
-    last: dict[str, SentRow] = {}
-    for row in sent_rows(store, since):
+    last: dict[str, SentEvent] = {}
+    for row in store.iter_sent(since):
         lags[row.connector].append(row.lag_s)
-        window = row.window
+        window = classify_window(row.changed_at, row.sent_at)
         windows[row.connector][window.value] += 1
         if window is Ga4Window.WITHIN_24H and row.has_session:
             joinable[row.connector] += 1
@@ -264,7 +237,9 @@ def build_status(
             last[row.connector] = row
     connectors = []
     for name, kind in names.items():
-        run, ok_at = _runs(store, name)
+        record = store.last_run(name)
+        run = _summary(record, now) if record is not None else None
+        ok_at = store.last_ok_finish(name)
         values = sorted(lags.get(name, []))
         latest = last.get(name)
         fresh = Freshness(

@@ -15,10 +15,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Literal
 
-import sqlalchemy as sa
 from ga4sync.connectors.registry import build_connector
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import Status, TimeWindow
@@ -27,8 +25,7 @@ from ga4sync.pipeline.capture import row_for_transition
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.delivery import OutcomeHook
 from ga4sync.pipeline.engine import CaptureReport, Engine
-from ga4sync.state import schema
-from ga4sync.state.errors import describe
+from ga4sync.state.key_lookup import OutboxKeyLookup
 from ga4sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -136,20 +133,16 @@ class BackfillSummary:
 
 def summarize(store: StateStore, summary: BackfillSummary) -> BackfillSummary:
     """Fill the counts from the outbox rows of this scope (streamed: backfills can be big)."""
-    o = schema.outbox
-    query = sa.select(o.c.status, o.c.reason).where(
-        o.c.scope == summary.request.scope, o.c.connector == summary.request.connector
-    )
-    with store.engine.connect() as conn:
-        for status, reason in conn.execution_options(yield_per=5000).execute(query):
-            if status == Status.SENT:
-                summary.sent += 1
-            elif status == Status.SKIPPED:
-                summary.skipped[(reason or "unknown").split(":", 1)[0]] += 1
-            elif status in FAILED:
-                summary.failed[status] += 1
-            elif status in (Status.PENDING, Status.SENDING):
-                summary.waiting += 1
+    request = summary.request
+    for row in store.iter_scope_outcomes(request.scope, request.connector):
+        if row.status == Status.SENT:
+            summary.sent += 1
+        elif row.status == Status.SKIPPED:
+            summary.skipped[(row.reason or "unknown").split(":", 1)[0]] += 1
+        elif row.status in FAILED:
+            summary.failed[row.status] += 1
+        elif row.status in (Status.PENDING, Status.SENDING):
+            summary.waiting += 1
     return summary
 
 
@@ -161,14 +154,7 @@ class Backfill:
         self.request = request
 
     def due_count(self) -> int:
-        o = schema.outbox
-        query = sa.select(sa.func.count()).where(
-            o.c.scope == self.request.scope,
-            o.c.connector == self.request.connector,
-            o.c.status.in_([Status.PENDING.value, Status.RETRY.value]),
-        )
-        with self.engine.store.engine.connect() as conn:
-            return int(conn.execute(query).scalar() or 0)
+        return self.engine.store.count_due(self.request.scope, self.request.connector)
 
     def run(
         self,
@@ -254,7 +240,7 @@ def dry_run(config: Config, request: BackfillRequest, *, now: datetime) -> DryRu
     """
     settings = config.connector(request.connector)
     mapping = load_mapping(str(config.resolve(settings.mapping)))
-    existing = _ExistingKeys(config.state_url())
+    existing = OutboxKeyLookup.open(config.state_url())
     connector = build_connector(settings, mapping.model, base_dir=config.base_dir)
     report = DryRunReport(request)
     try:
@@ -266,7 +252,7 @@ def dry_run(config: Config, request: BackfillRequest, *, now: datetime) -> DryRu
                 for t in page.transitions
             ]
             report.invalid += len(page.rejected)
-            known = existing.of([r.key for r in rows])
+            known = existing.known([r.key for r in rows])
             for row in rows:
                 report.transitions += 1
                 if row.key in known:
@@ -289,39 +275,3 @@ def dry_run(config: Config, request: BackfillRequest, *, now: datetime) -> DryRu
         connector.close()
         existing.close()
     return report
-
-
-class _ExistingKeys:
-    """Read-only look-ups of outbox keys; no migrations, no new database file."""
-
-    def __init__(self, url: str) -> None:
-        self.engine: sa.Engine | None = None
-        if url.startswith("sqlite:///"):
-            path = url[len("sqlite:///") :]
-            if not path or path == ":memory:" or not Path(path).exists():
-                return
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        engine = sa.create_engine(url)
-        try:
-            with engine.connect() as conn:
-                has_outbox = sa.inspect(conn).has_table(schema.outbox.name)
-        except sa.exc.SQLAlchemyError as exc:
-            # "already in outbox 0" from a database we could not read would be a lie.
-            engine.dispose()
-            raise describe(exc, url) from None
-        if has_outbox:
-            self.engine = engine
-        else:
-            engine.dispose()  # nothing was captured yet
-
-    def of(self, keys: list[str]) -> set[str]:
-        if self.engine is None or not keys:
-            return set()
-        o = schema.outbox
-        with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(o.c.key).where(o.c.key.in_(keys))).scalars())
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
