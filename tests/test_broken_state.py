@@ -118,6 +118,7 @@ def test_a_read_only_sqlite_database_is_a_clean_error(
 def test_every_read_command_on_an_empty_store(
     sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
 ) -> None:
+    StateStore.open(state_url).close()  # made by a run that found nothing yet
     config = sandbox.write_config(state_url=state_url)
     status = cli(config, ["status", "--format", "json"], tmp_path)
     assert status.exit_code == 0, status.output
@@ -164,3 +165,64 @@ def test_demo_never_writes_to_the_deployed_state_database(
     assert result.exit_code == 0, result.output
     assert not deployed.exists()
     assert (keep / "ga4sync-demo.db").exists()
+
+
+READ_ONLY_COMMANDS = [
+    ["status"],
+    ["status", "--format", "json"],
+    ["outbox", "list"],
+    ["outbox", "list", "--format", "json"],
+    ["outbox", "show", "0123456789abcdef"],
+    ["report", "--from", "2026-11-01", "--to", "2026-11-02", "--out", "{tmp}/report.html"],
+]
+
+
+def _table_names(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("args", READ_ONLY_COMMANDS, ids=lambda a: " ".join(a[:3]))
+def test_read_only_commands_on_a_new_store_say_there_is_no_state_and_create_nothing(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path, args: list[str]
+) -> None:
+    """A new path is most often a typo in state.url: an empty database there would hide it."""
+    config = sandbox.write_config(state_url=state_url)
+    result = cli(config, args, tmp_path)
+    assert_clean_error(result, 1, "there is no state yet", "`ga4sync run` creates it")
+    if state_url.startswith("sqlite:///"):
+        path = Path(state_url[len("sqlite:///") :])
+        assert not path.exists() and list(path.parent.glob("state.db*")) == []
+    else:
+        assert _table_names(state_url) == []
+    assert not (tmp_path / "report.html").exists()
+
+
+NOT_PERSISTENT = ["sqlite:///", "sqlite://", "sqlite:///:memory:"]
+
+
+@pytest.mark.parametrize("url", NOT_PERSISTENT)
+@pytest.mark.parametrize("args", [["run"], ["status"], ["outbox", "list"], ["daemon"]])
+def test_a_store_that_keeps_nothing_is_refused_in_one_line(
+    sandbox: SandboxEnvironment, tmp_path: Path, url: str, args: list[str]
+) -> None:
+    """`sqlite:///` is what an unset template variable leaves: every run would send again."""
+    config = sandbox.write_config(state_url=url)
+    result = cli(config, args, tmp_path)
+    assert_clean_error(result, 2, "keeps no state", "every run would send everything again")
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert sandbox.ga4.events() == []
+
+
+def test_the_environment_variable_cannot_point_at_a_store_that_keeps_nothing(
+    sandbox: SandboxEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GA4SYNC_STATE_URL", "sqlite:///")
+    config = sandbox.write_config(state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    result = cli(config, ["run"], tmp_path)
+    assert_clean_error(result, 2, "keeps no state")
+    assert sandbox.ga4.events() == []
