@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import socket
-from datetime import UTC, datetime
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -226,3 +231,150 @@ def test_the_environment_variable_cannot_point_at_a_store_that_keeps_nothing(
     result = cli(config, ["run"], tmp_path)
     assert_clean_error(result, 2, "keeps no state")
     assert sandbox.ga4.events() == []
+
+
+def _populated(sandbox: SandboxEnvironment, state_url: str, tmp_path: Path) -> tuple[Path, str]:
+    """A store with one sent transition, by a real run; returns the config and the row key."""
+    data = sandbox.salesforce.data
+    now = sandbox.clock.now()
+    oid = data.create_opportunity(
+        now - timedelta(hours=2), stage="Prospecting", GA_Client_ID__c="555.1"
+    )
+    data.move_opportunity(oid, "Closed Won", now - timedelta(hours=1))
+    config = sandbox.write_config(state_url=state_url)
+    assert cli(config, ["run"], tmp_path).exit_code == 0
+    with StateStore.open(state_url) as store:
+        (row,) = store.list_outbox(statuses=["sent"])
+    return config, row["key"]
+
+
+def _read_only_results(config: Path, key: str, url: str, tmp_path: Path) -> list[Result]:
+    today = datetime.now(UTC).date() + timedelta(days=1)
+    commands = [
+        ["status", "--format", "json"],
+        ["outbox", "list", "--format", "json"],
+        ["outbox", "show", key[:12]],
+        ["report", "--from", str(today - timedelta(days=2)), "--to", str(today)]
+        + ["--out", "{tmp}/report.html"],
+    ]
+    env = {"GA4SYNC_STATE_URL": url}
+    return [
+        CliRunner(env=env).invoke(main, ["--config", str(config), *_argv(args, tmp_path)])
+        for args in commands
+    ]
+
+
+def _argv(args: list[str], tmp_path: Path) -> list[str]:
+    return [a.replace("{tmp}", str(tmp_path)) for a in args]
+
+
+def _assert_read_only_commands_work(results: list[Result], key: str, tmp_path: Path) -> None:
+    status, listed, shown, report = results
+    for result in results:
+        assert result.exit_code == 0, result.output
+    assert json.loads(status.output)["connectors"][0]["last_run"]["result"] == "ok"
+    assert key in [r["key"] for r in json.loads(listed.output)]
+    assert f"transition {key}" in shown.output
+    assert "sent 1" in report.output and (tmp_path / "report.html").exists()
+
+
+def test_read_only_commands_work_with_a_select_only_postgresql_role(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    if not state_url.startswith("postgresql"):
+        pytest.skip("roles are PostgreSQL's; the SQLite case is the read-only file below")
+    config, key = _populated(sandbox, state_url, tmp_path)
+    role = f"ro_{uuid.uuid4().hex[:10]}"
+    schema_name = state_url.rsplit("%3D", 1)[1]
+    admin = sa.create_engine(state_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA "{schema_name}" TO {role}'))
+        conn.execute(sa.text(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema_name}" TO {role}'))
+    try:
+        url = state_url.replace("postgres@", f"{role}@")
+        results = _read_only_results(config, key, url, tmp_path)
+        _assert_read_only_commands_work(results, key, tmp_path)
+        run = CliRunner(env={"GA4SYNC_STATE_URL": url}).invoke(
+            main, ["--config", str(config), "run"]
+        )
+        assert_clean_error(run, 2, "permission denied")  # writing is still refused, clearly
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def test_read_only_commands_work_on_a_read_only_sqlite_file_and_folder(
+    sandbox: SandboxEnvironment, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """File mode 0444 in a folder mode 0555. root ignores modes, so as root the commands run
+    again in a forked child that dropped to `nobody` (after a first pass as root has loaded
+    every module the commands need: the interpreter's own files are not readable to nobody)."""
+    shared = Path(tempfile.mkdtemp(prefix="ga4sync-ro-"))  # tmp_path is not nobody's to read
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shared.chmod(0o755)
+    folder = shared / "ro"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'state.db'}"
+    written, key = _populated(sandbox, url, tmp_path)
+    config = shared / "ga4sync.yaml"
+    config.write_text(written.read_text())
+    config.chmod(0o644)
+    for path in folder.iterdir():
+        path.chmod(0o444)
+    folder.chmod(0o555)
+    digest = hashlib.sha256((folder / "state.db").read_bytes()).hexdigest()
+    try:
+        results = [_invoke(config, url, args) for args in _reader_args(key)]
+        if os.geteuid() == 0:
+            results = _as_nobody(lambda: [_invoke(config, url, a) for a in _reader_args(key)])
+    finally:
+        folder.chmod(0o755)
+    for code, output in results:
+        assert code == 0, output
+    assert json.loads(results[0][1])["connectors"][0]["last_run"]["result"] == "ok"
+    assert key in [r["key"] for r in json.loads(results[1][1])]
+    assert f"transition {key}" in results[2][1]
+    assert hashlib.sha256((folder / "state.db").read_bytes()).hexdigest() == digest
+
+
+def _reader_args(key: str) -> list[list[str]]:
+    return [
+        ["status", "--format", "json"],
+        ["outbox", "list", "--format", "json"],
+        ["outbox", "show", key[:12]],
+    ]
+
+
+def _invoke(config: Path, url: str, args: list[str]) -> tuple[int, str]:
+    result = CliRunner(env={"GA4SYNC_STATE_URL": url}).invoke(
+        main, ["--config", str(config), *args]
+    )
+    failure = "" if result.exit_code == 0 else repr(result.exception)
+    return result.exit_code, result.output + failure
+
+
+def _as_nobody(work: Callable[[], list[tuple[int, str]]]) -> list[tuple[int, str]]:
+    """Run `work` in a forked child as uid/gid 65534; its results come back as JSON."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with os.fdopen(write_end, "w") as out:
+                json.dump(work(), out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as incoming:
+        text = incoming.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and text, "the unprivileged child failed"
+    return [(int(code), str(output)) for code, output in json.loads(text)]
