@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from ga4sync.cli import main
+from ga4sync.pipeline.config import load_config
+from ga4sync.pipeline.engine import Engine
 from ga4sync.sandbox.runner import SandboxEnvironment
 from ga4sync.state import schema
 from ga4sync.state.errors import describe
@@ -378,3 +381,88 @@ def _as_nobody(work: Callable[[], list[tuple[int, str]]]) -> list[tuple[int, str
     _, status = os.waitpid(pid, 0)
     assert status == 0 and text, "the unprivileged child failed"
     return [(int(code), str(output)) for code, output in json.loads(text)]
+
+
+def _deals(sandbox: SandboxEnvironment, count: int) -> None:
+    data = sandbox.salesforce.data
+    now = sandbox.clock.now()
+    for i in range(count):
+        oid = data.create_opportunity(
+            now - timedelta(hours=3), stage="Prospecting", GA_Client_ID__c=f"{i}.1"
+        )
+        data.move_opportunity(oid, "Closed Won", now - timedelta(hours=1))
+
+
+def test_a_full_disk_during_capture_says_so_in_one_line_on_postgresql(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL answers `disk_full` (SQLSTATE 53100) to the page's INSERT: here a trigger
+    raises it, over the wire, as the server would when its disk is full."""
+    if not state_url.startswith("postgresql"):
+        pytest.skip("the SQLite case fills a size-capped database below")
+    StateStore.open(state_url).close()
+    engine = sa.create_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION disk_is_full() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION "
+                "'could not extend file \"base/16384/2619\": No space left on device' "
+                "USING ERRCODE = 'disk_full'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER disk_full BEFORE INSERT ON outbox "
+                "FOR EACH ROW EXECUTE FUNCTION disk_is_full()"
+            )
+        )
+    engine.dispose()
+    _deals(sandbox, 3)
+    result = cli(sandbox.write_config(state_url=state_url), ["run"], tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "out of disk space" in result.output and "free space" in result.output
+    assert "Traceback" not in result.output and "report it" not in result.output
+    assert sandbox.ga4.events() == []
+
+
+def test_a_full_disk_during_capture_is_a_clear_error_on_sqlite(
+    sandbox: SandboxEnvironment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's `database or disk is full`, from a database capped at its current size."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore.open(url)
+    with store.engine.connect() as conn:
+        pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+    store.engine.dispose()
+
+    def capped(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages + 1}")
+
+    sa.event.listen(store.engine, "connect", capped)
+    _deals(sandbox, 300)
+    config = load_config(sandbox.write_config(state_url=url))
+    engine = Engine(config, store)
+    try:
+        report = engine.capture("salesforce")
+    finally:
+        engine.close()
+        store.close()
+    assert report.status == "failed"
+    assert report.error is not None and "out of disk space" in report.error
+    assert "database or disk is full" in report.error and "report it" not in report.error
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    with StateStore.open(url) as reopened:
+        assert reopened.count_by_status() == {}  # the page was rolled back whole
+
+
+def test_a_disk_full_error_from_postgresql_is_described_as_such(state_url: str) -> None:
+    if not state_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's SQLSTATE")
+    engine = sa.create_engine(state_url)
+    try:
+        with engine.connect() as conn, pytest.raises(sa.exc.OperationalError) as raised:
+            conn.execute(sa.text("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '53100'; END $$"))
+    finally:
+        engine.dispose()
+    error = describe(raised.value, state_url)
+    assert error.exit_code == 1 and "out of disk space" in str(error)

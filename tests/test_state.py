@@ -15,6 +15,7 @@ from ga4sync.sandbox.runner import SandboxEnvironment
 from ga4sync.state import admin, schema
 from ga4sync.state.errors import describe
 from ga4sync.state.locks import LockLost
+from ga4sync.state.owners import ProcessOwner
 from ga4sync.state.store import OutboxRow, StateStore
 
 from tests.conftest import EngineFactory
@@ -334,3 +335,41 @@ def test_a_refused_statement_is_not_called_unreachable(store: StateStore) -> Non
         conn.execute(sa.text("SELECT no_such_column FROM outbox"))
     error = describe(raised.value, None)
     assert "refused the command" in str(error) and error.exit_code == 1
+
+
+def _as_version_1(state_url: str) -> None:
+    """A database as ga4sync wrote it before runs had owners (schema version 1)."""
+    StateStore.open(state_url).close()
+    engine = sa.create_engine(state_url)
+    with engine.begin() as conn:
+        for column in schema.RUN_OWNER_COLUMNS:
+            conn.execute(sa.text(f"ALTER TABLE runs DROP COLUMN {column}"))
+        conn.execute(sa.delete(schema.schema_version).where(schema.schema_version.c.version > 1))
+        conn.execute(
+            sa.insert(schema.runs).values(
+                connector="salesforce",
+                kind="run",
+                started_at=datetime(2026, 1, 1, tzinfo=UTC),
+                status="running",
+                captured=0,
+                rejected=0,
+                api_calls=0,
+            )
+        )
+    engine.dispose()
+
+
+def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_writer(state_url: str) -> None:
+    _as_version_1(state_url)
+    with StateStore.open_read_only(state_url) as reader:
+        assert reader.version == 1
+        run = reader.last_run("salesforce")
+        assert run is not None and run.status == "running" and run.owner is None
+    with StateStore.open(state_url) as writer:
+        assert writer.schema_version() == 2
+        old = writer.last_run("salesforce")
+        assert old is not None and old.heartbeat_at is None
+        run_id = writer.start_run("salesforce", "run", datetime(2026, 1, 2, tzinfo=UTC))
+        new = writer.last_run("salesforce")
+        assert new is not None and new.id == run_id
+        assert new.owner == ProcessOwner.current()

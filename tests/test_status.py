@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,10 +16,12 @@ from click.testing import CliRunner
 from ga4sync.cli import main
 from ga4sync.ga4.windows import Ga4Window, classify_sent_event, classify_window
 from ga4sync.mappings import MAPPINGS_DIR
-from ga4sync.ops.status import percentile
-from ga4sync.pipeline.config import Config
+from ga4sync.ops.status import SILENT_RUN_AFTER, percentile, run_result
+from ga4sync.pipeline.config import Config, load_config
 from ga4sync.pipeline.engine import Engine
 from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.owners import ProcessOwner, process_start
+from ga4sync.state.readings import RunRecord
 
 from tests.conftest import EngineFactory
 
@@ -177,3 +183,79 @@ def test_status_of_a_csv_connector_counts_rejected_rows_and_client_ids(
     match = {m["stage"]: (m["usable"], m["missing"], m["bad"]) for m in pos["match"]}
     assert match == {"call": (1, 1, 1), "purchase": (1, 0, 0)}
     assert pos["match_rate"] == pytest.approx(2 / 4)
+
+
+STARTS_A_RUN_THEN_WAITS = """
+import sys, time
+from datetime import UTC, datetime
+from ga4sync.state.store import StateStore
+store = StateStore.open(sys.argv[1])
+store.start_run("salesforce", "run", datetime.now(UTC))
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_killed_by_sigkill_is_shown_as_died_not_running(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", STARTS_A_RUN_THEN_WAITS, state_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "started"
+        config = load_config(sandbox.write_config(state_url=state_url))
+        alive = _status_json(config)["connectors"][0]["last_run"]
+        assert alive["result"] == "running"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    run = _status_json(config)["connectors"][0]["last_run"]
+    assert run["result"] == "died"
+    assert f"process {child.pid}" in run["error"] and "stopped without finishing" in run["error"]
+
+
+def _record(**changes: object) -> RunRecord:
+    started = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    base = RunRecord(
+        id=1,
+        connector="salesforce",
+        kind="run",
+        started_at=started,
+        finished_at=None,
+        status="running",
+        captured=0,
+        rejected=0,
+        api_calls=0,
+        api_used=None,
+        api_limit=None,
+        error=None,
+        warnings=[],
+        owner=ProcessOwner("another-host", 4242, "1"),
+        heartbeat_at=started,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_running_run_on_another_host_is_interrupted_once_its_heartbeat_is_old() -> None:
+    run = _record()
+    assert run_result(run, run.started_at + SILENT_RUN_AFTER) == "running"
+    assert run_result(run, run.started_at + SILENT_RUN_AFTER + timedelta(seconds=1)) == (
+        "interrupted"
+    )
+    moved = _record(heartbeat_at=run.started_at + timedelta(hours=1))
+    assert run_result(moved, run.started_at + timedelta(hours=1, minutes=5)) == "running"
+    assert run_result(_record(status="ok"), run.started_at + timedelta(days=9)) == "ok"
+    # A run written before owners were recorded: only its start time speaks for it.
+    legacy = _record(owner=None, heartbeat_at=None)
+    assert run_result(legacy, run.started_at + timedelta(hours=2)) == "interrupted"
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_alive() -> None:
+    me = ProcessOwner.current()
+    parent = ProcessOwner(me.host, os.getppid(), "not-its-start-time")
+    assert parent.is_gone()  # that pid lives, but it is another process than the run's
+    assert not ProcessOwner(me.host, os.getppid(), process_start(os.getppid())).is_gone()
+    assert not me.is_gone()
