@@ -15,8 +15,9 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-RECORDINGS = Path(__file__).resolve().parent.parent / "tests" / "contracts" / "ga4"
-"""Where a checkout keeps them; the sandbox is a development tool, run from a checkout."""
+RECORDINGS = Path(__file__).resolve().parent / "ga4_recordings"
+"""Shipped with the sandbox (an installed `ga4sync sandbox` answers too); byte-identical copies
+of tests/contracts/ga4/, which keeps them with their sources (a test holds the two equal)."""
 
 EVENT_KEYS = ("name", "params", "timestamp_micros")
 
@@ -66,6 +67,6 @@ class RecordedDebugAnswers:
             return DebugAnswer(400, b"", None)
         path = self.folder / name
         if not path.is_file():
-            message = f"sandbox: recorded GA4 debug answer {path} is missing (run from a checkout)"
+            message = f"sandbox: recorded GA4 debug answer {path} is missing from the install"
             return DebugAnswer(501, message.encode(), None)
         return DebugAnswer(200, path.read_bytes(), name)

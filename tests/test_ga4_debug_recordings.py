@@ -192,3 +192,12 @@ def test_the_sandbox_does_not_import_ga4sync_rules(tmp_path: Path) -> None:
     upstream = json.loads(out.stdout)
     assert "ga4sync.core.clock" in upstream  # the graph is the real one
     assert [m for m in upstream if m.startswith(("ga4sync.ga4.", "ga4sync.mapping."))] == []
+
+
+def test_the_sandbox_ships_the_recordings_byte_for_byte() -> None:
+    """The installed sandbox answers from its own copies; they must be the published bodies."""
+    contracts = Path(__file__).resolve().parent / "contracts" / "ga4"
+    shipped = sorted(p.name for p in RECORDINGS.glob("*.json"))
+    assert shipped, RECORDINGS
+    for name in shipped:
+        assert (RECORDINGS / name).read_bytes() == (contracts / name).read_bytes(), name
