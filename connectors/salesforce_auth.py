@@ -68,6 +68,8 @@ def _auth_method(value: Any) -> str:
     return str(getattr(value, "method", "session"))
 
 
+AUTH_METHODS = ("session", "password", "jwt", "client_credentials")
+
 SalesforceAuth = Annotated[
     Annotated[SessionAuth, Tag("session")]
     | Annotated[PasswordAuth, Tag("password")]
