@@ -131,8 +131,8 @@ class SecretRef(BaseModel):
         if not isinstance(data, dict):
             raise ValueError(
                 f"expected where the secret lives, got {_what_was_written(data)}; {_SHAPE}. "
-                f"If you wrote the secret itself here, {_NOT_SHOWN}: move it out of this file "
-                "and treat it as exposed"
+                "What is written here is not shown: if it is the secret itself, move it out of "
+                "this file and treat it as exposed"
             )
         if set(data) - {"env", "file"}:
             raise ValueError(f"this block may only hold `env:` or `file:`; {_SHAPE}")
@@ -194,14 +194,16 @@ class SecretRef(BaseModel):
                     "not shown because it may be the secret itself"
                 ) from None
             raise ConfigError(f"secret file {path} cannot be read: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as handle:
+        try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
                 raise ConfigError(
                     f"secret file {path} is {_file_kind(mode)}, not a regular file; name a "
                     "file that holds only the secret"
                 )
-            data = handle.read(SECRET_FILE_MAX_BYTES + 1)
+            data = os.read(fd, SECRET_FILE_MAX_BYTES + 1)
+        finally:
+            os.close(fd)
         if len(data) > SECRET_FILE_MAX_BYTES:
             raise ConfigError(
                 f"secret file {path} is bigger than {SECRET_FILE_MAX_BYTES // 1024} KB, the "

@@ -19,8 +19,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 DEFAULT_CONFIG = "ga4sync.yaml"
@@ -45,6 +45,7 @@ class Ga4Settings(BaseModel):
         default=timedelta(minutes=5),
         description="How long a claimed row may stay `sending` before a crashed sender's row "
         "becomes `unknown` (must exceed the time a request can take, read_timeout included).",
+        validate_default=True,
     )
     validate_remote: bool = Field(
         default=False,
@@ -71,16 +72,19 @@ class Ga4Settings(BaseModel):
             )
         return v
 
-    @model_validator(mode="after")
-    def _lease_outlasts_a_request(self) -> Ga4Settings:
-        request = self.connect_timeout + self.read_timeout
-        if self.lease <= request:
+    @field_validator("lease")
+    @classmethod
+    def _lease_outlasts_a_request(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        connect, read = info.data.get("connect_timeout"), info.data.get("read_timeout")
+        if not isinstance(connect, timedelta) or not isinstance(read, timedelta):
+            return v  # their own errors are reported; this one would only repeat them
+        if v <= connect + read:
             raise ValueError(
-                f"lease ({_seconds(self.lease)}) must be longer than connect_timeout + "
-                f"read_timeout ({_seconds(request)}): a row whose lease ends while its "
-                "request is still in flight can be claimed again and sent twice"
+                f"lease ({_seconds(v)}) must be longer than connect_timeout + read_timeout "
+                f"({_seconds(connect + read)}): a row whose lease ends while its request is "
+                "still in flight can be claimed again and sent twice"
             )
-        return self
+        return v
 
 
 def _seconds(value: timedelta) -> str:
