@@ -87,6 +87,7 @@ def _state_error_exit(exc: Exception) -> None:
         click.echo(f"error: {redact(str(error))}", err=True)
         sys.exit(error.exit_code)
 
+
 log = logging.getLogger(__name__)
 
 UNEXPECTED_EXIT = 1
