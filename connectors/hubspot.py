@@ -85,6 +85,14 @@ class HubspotSettings(ConnectorSettings):
     )
     timeout: Duration = Field(default=timedelta(seconds=30), description="Per-request timeout.")
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        # At 0s every call fails locally before HubSpot sees it.
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s; the default is 30s")
+        return value
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:

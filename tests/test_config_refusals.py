@@ -371,9 +371,14 @@ def test_a_lease_longer_than_a_request_loads(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, doc)).ga4.lease.total_seconds() == 2
 
 
-def test_a_salesforce_timeout_of_zero_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "connector",
+    [salesforce({"session_id": {"env": "SF_SESSION"}}, timeout="0s"), hubspot(timeout="0s")],
+    ids=["salesforce", "hubspot"],
+)
+def test_a_crm_timeout_of_zero_is_refused(tmp_path: Path, connector: dict[str, Any]) -> None:
     doc = base_config()
-    doc["connectors"] = [salesforce({"session_id": {"env": "SF_SESSION"}}, timeout="0s")]
+    doc["connectors"] = [connector]
     assert "connectors[0].timeout: must be at least 1s" in refusal(write(tmp_path, doc))
 
 
