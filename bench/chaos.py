@@ -107,7 +107,10 @@ def chaos_config(sandbox: SandboxEnvironment, state_url: str, *, lease: str = "2
     """Sandbox config with a short lease: a killed sender's rows turn `unknown` quickly."""
     path = sandbox.write_config(state_url=state_url, name="chaos.yaml")
     doc = yaml.safe_load(path.read_text())
-    doc["ga4"].update({"workers": 2, "lease": lease, "read_timeout": "1s"})
+    # The lease must outlast connect + read timeout (config refuses less).
+    doc["ga4"].update(
+        {"workers": 2, "lease": lease, "connect_timeout": "0.5s", "read_timeout": "1s"}
+    )
     doc["connectors"][0]["page_size"] = 200
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

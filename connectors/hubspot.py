@@ -24,6 +24,7 @@ from ga4sync.connectors.hubspot_search import SEARCH_CAP, ChangedRecords, Hit, t
 from ga4sync.core.durations import Duration
 from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
 from ga4sync.core.secrets import SecretRef
+from ga4sync.core.urls import check_base_url
 from ga4sync.pipeline.stage_vocabulary import StageOption, StageVocabulary
 from pydantic import Field, field_validator
 
@@ -84,12 +85,20 @@ class HubspotSettings(ConnectorSettings):
     )
     timeout: Duration = Field(default=timedelta(seconds=30), description="Per-request timeout.")
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        # At 0s every call fails locally before HubSpot sees it.
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s; the default is 30s")
+        return value
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("host must be a URL such as https://api.hubapi.com")
-        return value.rstrip("/")
+        return check_base_url(value).rstrip("/")
 
 
 class HubspotConnector:

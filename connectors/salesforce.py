@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
 from ga4sync.connectors.salesforce_auth import (
+    AUTH_METHODS,
     LoginTarget,
     SalesforceAuth,
     SessionAuth,
@@ -45,8 +46,9 @@ from ga4sync.core.durations import Duration
 from ga4sync.core.errors import ConfigError, ConnectorError, MappingError, QuotaExhausted
 from ga4sync.core.model import TimeWindow, TransitionPage
 from ga4sync.core.secrets import redact
+from ga4sync.core.urls import check_base_url
 from ga4sync.mapping.model import MappingFile
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceError,
@@ -106,6 +108,38 @@ class SalesforceSettings(ConnectorSettings):
         description="Stop the run (cleanly, resumable) before the org's remaining daily API "
         "calls drop below this, leaving room for your other integrations.",
     )
+
+    @field_validator("instance_url", "login_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_base_url(value)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        # At 0s every call fails locally before Salesforce sees it.
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s; the default is 150s")
+        return value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_block(cls, value: object) -> object:
+        """Refuse text here ourselves: pydantic's own error would quote it, and a session id
+        pasted straight under `auth:` is exactly that text."""
+        if not isinstance(value, dict):
+            raise ValueError(
+                "`auth:` is a block: `method:` (session, password, jwt or client_credentials) "
+                "and its secrets, each as `env: NAME` or `file: path`; what is written here is "
+                "not shown because it may be a secret"
+            )
+        method = value.get("method", "session")
+        if method not in AUTH_METHODS:
+            raise ValueError(
+                f"`auth.method` must be one of {', '.join(AUTH_METHODS)}; what is written "
+                "there is not shown because it may be a secret"
+            )
+        return value
 
     @model_validator(mode="after")
     def _session_needs_instance(self) -> SalesforceSettings:

@@ -62,17 +62,24 @@ class ClientCredentialsAuth(BaseModel):
 
 
 def _auth_method(value: Any) -> str:
-    """`method` picks the model; without one a `session_id` block means `session`."""
-    if isinstance(value, dict):
-        return str(value.get("method", "session"))
-    return str(getattr(value, "method", "session"))
+    """`method` picks the model; without one a `session_id` block means `session`.
 
+    The tag is `method=...`, not the bare method: pydantic puts the tag in error locations, and
+    a bare `password` tag reads as the `password` field, so an error in `security_token` was
+    reported at the password's line.
+    """
+    if isinstance(value, dict):
+        return f"method={value.get('method', 'session')}"
+    return f"method={getattr(value, 'method', 'session')}"
+
+
+AUTH_METHODS = ("session", "password", "jwt", "client_credentials")
 
 SalesforceAuth = Annotated[
-    Annotated[SessionAuth, Tag("session")]
-    | Annotated[PasswordAuth, Tag("password")]
-    | Annotated[JwtAuth, Tag("jwt")]
-    | Annotated[ClientCredentialsAuth, Tag("client_credentials")],
+    Annotated[SessionAuth, Tag("method=session")]
+    | Annotated[PasswordAuth, Tag("method=password")]
+    | Annotated[JwtAuth, Tag("method=jwt")]
+    | Annotated[ClientCredentialsAuth, Tag("method=client_credentials")],
     Discriminator(_auth_method),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -9,6 +10,7 @@ from ga4sync import __version__
 from ga4sync.cli.lazy import LazyCommand, LazyGroup
 from ga4sync.core.errors import ConfigError, MappingError
 from ga4sync.core.logs import configure_logging
+from ga4sync.core.secrets import redact
 
 COMMANDS = (
     LazyCommand(
@@ -77,28 +79,54 @@ def _state_error_exit(exc: Exception) -> None:
     from ga4sync.state.errors import DatabaseError, StateStoreError, describe
 
     if isinstance(exc, StateStoreError):
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     if isinstance(exc, DatabaseError):
         # The state database failed mid-command (dropped connection, damaged file).
         error = describe(exc, None)
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {redact(str(error))}", err=True)
         sys.exit(error.exit_code)
 
 
+log = logging.getLogger(__name__)
+
+UNEXPECTED_EXIT = 1
+MAX_ERROR_CHARS = 500
+
+
 class Ga4SyncGroup(LazyGroup):
-    """Turns our own errors into one clear message and exit code, never a traceback."""
+    """Turns our own errors into one clear message and exit code, never a traceback.
+
+    Anything else is a bug, but its raw traceback could still carry a secret (a URL, a request's
+    arguments), so it too becomes one scrubbed line; the scrubbed traceback goes to the log at
+    DEBUG for whoever reports it.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except (ConfigError, MappingError) as exc:
             for line in exc.problems:
-                click.echo(f"error: {line}", err=True)
+                click.echo(f"error: {redact(line)}", err=True)
             sys.exit(2)
-        except Exception as exc:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click prints usage errors itself and sets the exit code
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for secrets
             _state_error_exit(exc)
-            raise
+            log.debug("unexpected error, traceback follows", exc_info=True)
+            click.echo(f"error: {unexpected_error_line(exc)}", err=True)
+            sys.exit(UNEXPECTED_EXIT)
+
+
+def unexpected_error_line(exc: Exception) -> str:
+    """One scrubbed line naming the error and where to look next."""
+    text = " ".join(redact(str(exc)).split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    return (
+        f"unexpected {type(exc).__name__}: {text} (a bug in ga4sync: run again with "
+        "--log-level DEBUG for the traceback, secrets removed, and report it)"
+    )
 
 
 @click.group(cls=Ga4SyncGroup, lazy_commands=COMMANDS, global_options=GLOBAL_OPTIONS)

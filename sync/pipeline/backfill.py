@@ -37,6 +37,12 @@ DELIVERY_ROUNDS = 20
 """Claims per delivery slice (each up to 8 rows per GA4 worker)."""
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Backfill windows stay inside these: no CRM holds history from before 2000, and dates near
+year 1 or 9999 overflow as soon as an overlap or a day is added to them."""
+
+
 def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
     """`2026-11-20` (midnight UTC) or an ISO date-time; a time without a zone is UTC.
 
@@ -44,16 +50,27 @@ def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
     2026-11-07` is the whole first week, as people read it (and as `ga4sync report` does).
     An exact date-time is taken as it is, the end excluded.
     """
+    outside = ConfigError(
+        f"{option} `{text}` is outside the dates a backfill can cover, {EARLIEST.date()} to "
+        f"{(LATEST - timedelta(days=1)).date()} (UTC); give a date in between"
+    )
     try:
         if len(text) == 10:
-            midnight = datetime.combine(datetime.fromisoformat(text).date(), time(), UTC)
-            return midnight + timedelta(days=1) if end_of_day else midnight
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = datetime.combine(datetime.fromisoformat(text).date(), time(), UTC)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except ValueError:
         raise ConfigError(
             f"{option} `{text}` is not a date; write 2026-11-20 or 2026-11-20T13:00:00Z (UTC)"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # a time zone offset moved it past year 1 or 9999
+        raise outside from None
+    if not EARLIEST <= value < LATEST:
+        raise outside
+    if end_of_day and len(text) == 10:
+        value += timedelta(days=1)
+    return value
 
 
 def _label(value: datetime) -> str:

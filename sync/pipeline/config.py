@@ -11,11 +11,20 @@ from ga4sync.connectors.registry import AnyConnectorSettings
 from ga4sync.core.durations import Duration
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import SecretRef
-from ga4sync.core.validation_errors import format_validation_error
-from ga4sync.core.yamlsource import YamlSourceError, load_yaml_file
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ga4sync.core.urls import check_base_url
+from ga4sync.core.validation_errors import dotted, format_validation_error
+from ga4sync.core.yamlsource import Loc, YamlDocument, YamlSourceError, load_yaml_file
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 DEFAULT_CONFIG = "ga4sync.yaml"
+MIN_TIMEOUT = timedelta(milliseconds=100)
 
 
 class Ga4Settings(BaseModel):
@@ -36,6 +45,7 @@ class Ga4Settings(BaseModel):
         default=timedelta(minutes=5),
         description="How long a claimed row may stay `sending` before a crashed sender's row "
         "becomes `unknown` (must exceed the time a request can take, read_timeout included).",
+        validate_default=True,
     )
     validate_remote: bool = Field(
         default=False,
@@ -45,9 +55,40 @@ class Ga4Settings(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        if v.lower() in ("global", "eu") or v.startswith(("https://", "http://")):
+        if v.lower() in ("global", "eu"):
             return v
-        raise ValueError("endpoint must be `global`, `eu`, or a URL starting with https://")
+        if not v.lower().startswith(("https://", "http://")):
+            raise ValueError("endpoint must be `global`, `eu`, or a URL starting with https://")
+        return check_base_url(v)
+
+    @field_validator("connect_timeout", "read_timeout")
+    @classmethod
+    def _timeout(cls, v: timedelta) -> timedelta:
+        # At 0s every request fails locally and its rows would be marked unknown.
+        if v < MIN_TIMEOUT:
+            raise ValueError(
+                f"must be at least {MIN_TIMEOUT.total_seconds() * 1000:.0f}ms; GA4 answers in "
+                "well under a second, and the default (5s connect, 15s read) leaves room"
+            )
+        return v
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_outlasts_a_request(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        connect, read = info.data.get("connect_timeout"), info.data.get("read_timeout")
+        if not isinstance(connect, timedelta) or not isinstance(read, timedelta):
+            return v  # their own errors are reported; this one would only repeat them
+        if v <= connect + read:
+            raise ValueError(
+                f"lease ({_seconds(v)}) must be longer than connect_timeout + read_timeout "
+                f"({_seconds(connect + read)}): a row whose lease ends while its request is "
+                "still in flight can be claimed again and sent twice"
+            )
+        return v
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g}s"
 
 
 class StateSettings(BaseModel):
@@ -125,4 +166,22 @@ def load_config(path: str | Path | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(doc, exc, Config)) from None
     config.path = path.resolve()
+    _locate_secrets(config, (), doc)
     return config
+
+
+def _locate_secrets(model: BaseModel, loc: Loc, doc: YamlDocument) -> None:
+    """Tell each SecretRef its file:line, so errors found when it is read can point there.
+
+    Those errors cannot show what was written (it may be the secret), so the line is all a
+    person has to find it by.
+    """
+    fields = type(model).model_fields
+    for name, value in model:
+        here = (*loc, fields[name].alias or name)
+        for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            item_loc = here if index is None else (*here, index)
+            if isinstance(item, SecretRef):
+                item.locate(f"{doc.where(item_loc)}, {dotted(item_loc)}")
+            elif isinstance(item, BaseModel):
+                _locate_secrets(item, item_loc, doc)
