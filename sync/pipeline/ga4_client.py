@@ -1,8 +1,13 @@
 """Send Measurement Protocol requests with `requests`, and classify what happened.
 
 GA4 has no idempotency key, so the classification decides correctness: only failures where
-the request provably did not reach GA4 (connect refused, connect timeout, TLS failure, 5xx,
-429) may be retried; a read timeout or a dropped connection after sending is `unknown`.
+the request provably did not reach GA4 may be retried (5xx, 429, and any transport failure
+before the request was fully written, whatever its type); any transport failure after that (a
+read timeout, a reset, a TLS error while reading the answer) is `unknown` (write_tracking.py).
+
+The api_secret is never part of a stored URL: it is appended to the request's URL at the last
+moment, so a URL that reaches an exception raised while building requests cannot carry it, and
+what a failed send reports is redacted before it leaves this module.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 import urllib3
+from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import RedactingFilter, redact, register_secret
-from requests.adapters import HTTPAdapter
+from ga4sync.pipeline.write_tracking import WriteTrackingAdapter, request_written, start_request
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +35,9 @@ ENDPOINTS = {
 COLLECT_PATH = "/mp/collect"
 DEBUG_PATH = "/debug/mp/collect"
 
-OutcomeKind = Literal["sent", "retry", "unknown", "rejected"]
+OutcomeKind = Literal["sent", "retry", "unknown", "rejected", "not_sent"]
+"""`not_sent`: delivery decided not to start the request (the store could not record that it
+was about to go); unlike `retry`, it does not count as an attempt."""
 
 
 def _guard_transport_loggers() -> None:
@@ -92,15 +100,15 @@ class Ga4Client:
         register_secret(api_secret)
         self.base_url = resolve_base_url(endpoint)
         self.measurement_id = measurement_id
-        query = urlencode({"measurement_id": measurement_id, "api_secret": api_secret})
-        # Built once: re-encoding params per request is measurable CPU at hundreds of req/s.
-        self._collect_url = f"{self.base_url}{COLLECT_PATH}?{query}"
-        self._debug_url = f"{self.base_url}{DEBUG_PATH}?{query}"
+        # Appended per request (a string concatenation, cheap at hundreds of req/s), so no URL
+        # kept on this object or prepared below ever holds the secret.
+        self._secret_param = "&" + urlencode({"api_secret": api_secret}, quote_via=quote)
+        query = urlencode({"measurement_id": measurement_id})
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         self.session.headers.update({"Content-Type": "application/json"})
         # No transport retries: a retried POST after a read error could double an event.
-        adapter = HTTPAdapter(
+        adapter = WriteTrackingAdapter(
             pool_connections=2,
             pool_maxsize=max(pool_size, 1),
             max_retries=urllib3.Retry(total=0, connect=0, read=False, redirect=0, status=0),
@@ -113,8 +121,14 @@ class Ga4Client:
         self.session.trust_env = False
         # Prepared once and copied per request: Session.request re-merges settings, parses the
         # URL and rebuilds headers every time, a fifth of the CPU of a request.
-        self._collect_template = self._template(self._collect_url)
-        self._debug_template = self._template(self._debug_url)
+        try:
+            self._collect_template = self._template(f"{self.base_url}{COLLECT_PATH}?{query}")
+            self._debug_template = self._template(f"{self.base_url}{DEBUG_PATH}?{query}")
+        except requests.RequestException as exc:
+            self.session.close()
+            raise ConfigError(
+                f"ga4.endpoint {redact(endpoint)!r} is not a usable URL: {_short(exc)}"
+            ) from None
 
     def _template(self, url: str) -> requests.PreparedRequest:
         return self.session.prepare_request(requests.Request("POST", url, data=b"{}"))
@@ -147,12 +161,18 @@ class Ga4Client:
         prepared = template.copy()
         prepared.body = encode_body(payload)
         prepared.headers["Content-Length"] = str(len(prepared.body))
+        prepared.url = f"{template.url}{self._secret_param}"
         started = time.perf_counter()
+        start_request()
         try:
             # Never follow a redirect: it would replay the POST, secret included, elsewhere.
             resp = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
         except Exception as exc:  # noqa: BLE001 - any failure must become an outcome
-            return _classify_exception(exc, time.perf_counter() - started)
+            # The outcome keeps only redacted text; the exception (whose message and request
+            # carry the URL with the secret) goes no further than this frame.
+            return classify_failure(exc, request_written(), time.perf_counter() - started)
+        finally:
+            prepared.url = template.url
         elapsed = time.perf_counter() - started
         status = resp.status_code
         text = resp.text[:4000] if keep_body else resp.text[:300]
@@ -174,37 +194,34 @@ class Ga4Client:
         )
 
 
-def _classify_exception(exc: BaseException, elapsed: float) -> SendOutcome:
-    """Decide from the exception whether any byte of the request can have reached GA4."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+def classify_failure(exc: BaseException, written: bool, elapsed: float) -> SendOutcome:
+    """`retry` when the request was not fully written (GA4 cannot act on part of a request),
+    `unknown` when it was: GA4 may have it, whatever kind of error came after."""
+    what = _short(exc)
+    if not written:
+        if _failed_to_connect(exc):
+            return SendOutcome("retry", f"cannot connect to GA4: {what}", latency_s=elapsed)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return SendOutcome(
+                "retry", f"TLS failure before the request was sent: {what}", latency_s=elapsed
+            )
         return SendOutcome(
-            "retry", "connect timeout: GA4 did not accept the connection", latency_s=elapsed
+            "retry", f"failed before the request was fully sent: {what}", latency_s=elapsed
         )
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return SendOutcome(
             "unknown", "read timeout: the request went out but no answer came", latency_s=elapsed
         )
-    if isinstance(exc, requests.exceptions.SSLError):
-        return SendOutcome("retry", f"TLS failure before sending: {_short(exc)}", latency_s=elapsed)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if _never_sent(exc):
-            return SendOutcome("retry", f"cannot connect to GA4: {_short(exc)}", latency_s=elapsed)
-        return SendOutcome(
-            "unknown", f"connection dropped after sending: {_short(exc)}", latency_s=elapsed
-        )
-    if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
-        # Raised by requests while preparing the connection (e.g. an unreadable CA bundle):
-        # nothing was sent yet, and a person has to fix the setup.
-        return SendOutcome(
-            "retry", f"cannot prepare the connection: {_short(exc)}", latency_s=elapsed
-        )
-    return SendOutcome("unknown", f"request failed: {_short(exc)}", latency_s=elapsed)
+    return SendOutcome("unknown", f"connection dropped after sending: {what}", latency_s=elapsed)
 
 
-def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
-    """True when urllib3 failed while connecting, before any byte of the request left."""
-    reason: Any = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
+def _failed_to_connect(exc: BaseException) -> bool:
+    """Wording only (the decision is `written`): say "cannot connect" when that is what it was."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
     return isinstance(
         reason,
         urllib3.exceptions.NewConnectionError
@@ -215,8 +232,10 @@ def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    reason: Any = exc.args[0] if exc.args else exc
-    reason = getattr(reason, "reason", reason)
+    """The underlying cause, redacted: urllib3's wrapper repeats the URL (with its query)."""
+    reason: object = exc.args[0] if exc.args else exc
+    if isinstance(reason, urllib3.exceptions.MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
     return redact(f"{type(reason).__name__}: {reason}")[:300]
 
 
