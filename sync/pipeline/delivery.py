@@ -21,41 +21,32 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from ga4sync.core.clock import Clock, from_micros, to_micros
 from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
-from ga4sync.ga4.rules import BACKDATE_WINDOW, Mode, validate_payload
-from ga4sync.pipeline.delivery_policy import backoff, resend_allowed, slow_down_seconds
+from ga4sync.ga4.rules import BACKDATE_WINDOW, validate_payload
+from ga4sync.pipeline.delivery_policy import (
+    DeliverySettings,
+    OldEvents,
+    backoff,
+    resend_allowed,
+    slow_down_seconds,
+)
 from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
 from ga4sync.pipeline.remote_check import RemoteCheckMemo, check_rules, describe_refusal
 from ga4sync.state.store import ClaimedRow, Settlement, StateStore
 
 log = logging.getLogger(__name__)
 
-OldEvents = Literal["skip", "clamp"]
+__all__ = ["Delivery", "DeliveryReport", "DeliverySettings", "OldEvents", "OutcomeHook"]
 CLAMP_MARGIN = timedelta(minutes=5)
 SETTLE_EVERY_S = 0.05
 """Finished requests are settled together, at most this long after they finish: one commit per
 few dozen requests instead of one per request. Rows stay `sending` until then, so a crash in
 between leaves them `unknown`, never resent."""
 OutcomeHook = Callable[[ClaimedRow, Status, SendOutcome | None], None]
-
-
-@dataclass
-class DeliverySettings:
-    workers: int = 32
-    """Concurrent requests, each on its own pooled keep-alive connection."""
-    claim_size: int = 500
-    lease: timedelta = timedelta(minutes=5)
-    max_attempts: int = 8
-    backoff_base: timedelta = timedelta(seconds=30)
-    backoff_cap: timedelta = timedelta(hours=1)
-    old_events: OldEvents = "skip"
-    mode: Mode = Mode.ENFORCE
-    validate_remote: bool = False
-    """Check each new (mapping version, rule) against /debug/mp/collect before real sends."""
 
 
 @dataclass

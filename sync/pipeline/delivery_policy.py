@@ -1,21 +1,38 @@
 """When to try again: backoff, GA4's "slow down", and which unknown outcomes may be resent.
 
 Pure functions, kept apart from the delivery loop so the rules that decide "never twice" can be
-read (and tested) on their own.
+read (and tested) on their own. The settings they read live here too, so this module depends on
+nothing in the delivery loop (delivery.py imports this, never the other way round).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Literal
 
+from ga4sync.ga4.rules import Mode
 from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.state.store import ClaimedRow
 
-if TYPE_CHECKING:
-    from ga4sync.pipeline.delivery import DeliverySettings
+OldEvents = Literal["skip", "clamp"]
+
+
+@dataclass
+class DeliverySettings:
+    workers: int = 32
+    """Concurrent requests, each on its own pooled keep-alive connection."""
+    claim_size: int = 500
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    backoff_base: timedelta = timedelta(seconds=30)
+    backoff_cap: timedelta = timedelta(hours=1)
+    old_events: OldEvents = "skip"
+    mode: Mode = Mode.ENFORCE
+    validate_remote: bool = False
+    """Check each new (mapping version, rule) against /debug/mp/collect before real sends."""
 
 
 def backoff(
