@@ -1,8 +1,10 @@
 """The delivery queue: claims with leases, settling, and leases that ran out.
 
 A mixin of `StateStore`. A row is claimed (`sending`, claim token, lease) and committed before
-any request leaves, so a crash can never turn into a silent resend: an expired lease becomes
-`unknown` (or `retry` for a purchase GA4 deduplicates by transaction_id). On PostgreSQL the
+any request leaves, and marked `send_started_at` (committed) right before its own request is
+written. So a crash can never turn into a silent resend, and `unknown` means only what may have
+gone out: an expired lease without the mark goes back to `pending` (the request never left);
+with it, `unknown` (or `retry` for a purchase GA4 deduplicates by transaction_id). On PostgreSQL the
 claim reads with `FOR UPDATE SKIP LOCKED`, so replicas claim disjoint rows without waiting on
 each other; on SQLite `BEGIN IMMEDIATE` serializes claims.
 """
@@ -65,6 +67,24 @@ class DeliveryQueue:
         """A `sending` row whose lease ran out: the request may or may not have gone out."""
         o = s.outbox
         with self.engine.begin() as conn:
+            never_sent = conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.status == Status.SENDING.value,
+                    o.c.lease_until < now,
+                    o.c.send_started_at.is_(None),
+                )
+                .values(
+                    status=Status.PENDING.value,
+                    claim_token=None,
+                    lease_until=None,
+                    # The claim counted an attempt that never reached GA4.
+                    attempts=sa.case((o.c.attempts > 0, o.c.attempts - 1), else_=0),
+                    updated_at=now,
+                    reason="lease expired before its request was sent (the sender stopped); "
+                    "queued again",
+                )
+            ).rowcount
             resendable = conn.execute(
                 sa.update(o)
                 .where(
@@ -93,7 +113,27 @@ class DeliveryQueue:
                     "may not have it; `ga4sync outbox resend` or `discard`",
                 )
             ).rowcount
-        return int(resendable or 0) + int(held or 0)
+        return int(never_sent or 0) + int(resendable or 0) + int(held or 0)
+
+    @retry_on_disconnect
+    def mark_send_started(self, keys: Sequence[str], claim_token: str, now: datetime) -> bool:
+        """Commit "this request is about to be written" for rows still held by our claim.
+
+        False when any row is no longer ours (its lease ran out and another sender took it):
+        the caller must then not send. Idempotent, so a retry after a dropped connection is safe.
+        """
+        o = s.outbox
+        with self.engine.begin() as conn:
+            marked = conn.execute(
+                sa.update(o)
+                .where(
+                    o.c.key.in_(list(keys)),
+                    o.c.claim_token == claim_token,
+                    o.c.status == Status.SENDING.value,
+                )
+                .values(send_started_at=now)
+            ).rowcount
+        return int(marked or 0) == len(set(keys))
 
     @retry_on_disconnect
     def claim_due(
@@ -133,6 +173,7 @@ class DeliveryQueue:
                     status=Status.SENDING.value,
                     claim_token=token,
                     lease_until=now + lease,
+                    send_started_at=None,
                     attempts=o.c.attempts + 1,
                     updated_at=now,
                 )

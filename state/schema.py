@@ -45,6 +45,9 @@ outbox = sa.Table(
     sa.Column("next_attempt_at", TS),
     sa.Column("claim_token", sa.String(64)),
     sa.Column("lease_until", TS),
+    sa.Column("send_started_at", TS),
+    # Set by the sender right before a claimed row's request is written (v3): a lease that
+    # runs out without it means the request never left, so the row is simply queued again.
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.Column("sent_at", TS),
@@ -137,7 +140,15 @@ def _v2(conn: Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE {runs.name} ADD COLUMN {name} {kind}"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3_send_started(conn: Connection) -> None:
+    """outbox.send_started_at: tells a crashed sender's unsent rows from ones it may have sent."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("outbox")}
+    if "send_started_at" not in have:  # a database created at v3+ already has it (_v1)
+        column_type = TS.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE outbox ADD COLUMN send_started_at {column_type}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3_send_started]
 """MIGRATIONS[i] moves the schema from version i to i+1. Append; never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -225,7 +225,8 @@ def test_concurrent_claims_never_share_a_row(state_url: str) -> None:
 
 
 def test_expired_lease_becomes_unknown_or_retry_for_dedupable_purchase(store: StateStore) -> None:
-    fill(store, 2)
+    """Only rows whose request was started may be in GA4; the others are simply queued again."""
+    fill(store, 3)
     store.capture(
         connector="salesforce",
         object_type="Opportunity",
@@ -233,11 +234,44 @@ def test_expired_lease_becomes_unknown_or_retry_for_dedupable_purchase(store: St
         watermark=None,
         now=NOW,
     )
-    assert len(store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))) == 3
+    claimed = store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))
+    assert len(claimed) == 4
+    token = claimed[0].claim_token
+    assert store.mark_send_started(["k00000", "k00001", "p1"], token, NOW)
     assert store.expire_leases(NOW + timedelta(seconds=10)) == 0
-    assert store.expire_leases(NOW + timedelta(minutes=1)) == 3
-    status = {r["key"]: r["status"] for r in store.list_outbox()}
-    assert status == {"k00000": "unknown", "k00001": "unknown", "p1": "retry"}
+    assert store.expire_leases(NOW + timedelta(minutes=1)) == 4
+    rows = {r["key"]: r for r in store.list_outbox()}
+    status = {k: r["status"] for k, r in rows.items()}
+    assert status == {"k00000": "unknown", "k00001": "unknown", "k00002": "pending", "p1": "retry"}
+    assert rows["k00002"]["attempts"] == 0, "a request that never left is not an attempt"
+    assert "before its request was sent" in rows["k00002"]["reason"]
+
+
+def test_send_started_is_refused_for_rows_no_longer_held(store: StateStore) -> None:
+    """A sender whose lease ran out (rows re-queued and claimed by another) must not send."""
+    fill(store, 1)
+    first = store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))
+    store.expire_leases(NOW + timedelta(minutes=1))
+    second = store.claim_due(NOW + timedelta(minutes=1), limit=10, lease=timedelta(seconds=30))
+    assert [r.key for r in second] == ["k00000"]
+    assert not store.mark_send_started(["k00000"], first[0].claim_token, NOW)
+    assert store.mark_send_started(["k00000"], second[0].claim_token, NOW)
+
+
+def test_v1_database_gains_the_send_started_column(state_url: str) -> None:
+    first = StateStore.open(state_url)
+    with first.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN send_started_at"))
+        conn.execute(sa.delete(schema.schema_version).where(schema.schema_version.c.version > 1))
+    first.close()
+    store = StateStore.open(state_url)
+    try:
+        assert store.schema_version() == schema.SCHEMA_VERSION
+        fill(store, 1)
+        claimed = store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))
+        assert store.mark_send_started(["k00000"], claimed[0].claim_token, NOW)
+    finally:
+        store.close()
 
 
 # -- prune ---------------------------------------------------------------------------------

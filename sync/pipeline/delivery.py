@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from ga4sync.core.clock import Clock, from_micros, to_micros
 from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
@@ -35,7 +36,9 @@ from ga4sync.pipeline.delivery_policy import (
     slow_down_seconds,
 )
 from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
+from ga4sync.pipeline.outcome_buffer import OutcomeBuffer
 from ga4sync.pipeline.remote_check import RemoteCheckMemo, check_rules, describe_refusal
+from ga4sync.state.errors import StateStoreError
 from ga4sync.state.store import ClaimedRow, Settlement, StateStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ class DeliveryReport:
     remote_checks: int = 0
     sent_keys: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    unrecorded_keys: list[str] = field(default_factory=list)
+    """Rows GA4 answered whose outcome the store could not record (a store outage)."""
 
     def add(self, other: DeliveryReport) -> None:
         for name in (
@@ -76,6 +81,7 @@ class DeliveryReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.sent_keys.extend(other.sent_keys)
         self.latencies.extend(other.latencies)
+        self.unrecorded_keys.extend(other.unrecorded_keys)
 
     def count(self, status: Status) -> None:
         if status.value in ("sent", "retry", "unknown", "dead", "invalid", "skipped"):
@@ -106,6 +112,7 @@ class Delivery:
         self.on_outcome = on_outcome
         self.rng = rng or random.Random()
         self.remote_memo = remote_memo if remote_memo is not None else RemoteCheckMemo()
+        self._outcomes = OutcomeBuffer(store, clock, self.settings.lease)
 
     def run(
         self,
@@ -119,9 +126,12 @@ class Delivery:
 
         `max_rounds` limits how many claims this call makes (a daemon tick, a test step).
         `stop` (SIGTERM) ends claiming; requests already in flight finish and are settled.
+        Raises `StateStoreError` when answers GA4 gave could not be recorded within the lease,
+        naming them, after everything else is done.
         """
         report = DeliveryReport()
         self.store.expire_leases(self.clock.now())
+        self._outcomes = OutcomeBuffer(self.store, self.clock, self.settings.lease)
         workers = max(1, self.settings.workers)
         in_flight: dict[Future[SendOutcome], _Flight] = {}
         # A claimed row waits in the queue under its lease: bound the queue so that even with
@@ -134,31 +144,39 @@ class Delivery:
         # Finished requests arrive here (a done-callback per future): O(1) per request, where
         # `concurrent.futures.wait` locks every pending future on each call.
         completed: queue.SimpleQueue[Future[SendOutcome]] = queue.SimpleQueue()
+        outcomes = self._outcomes
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ga4send") as pool:
             while True:
                 # Keep a queue of about two requests per worker so no worker waits on the DB.
-                while not exhausted and len(in_flight) < 2 * workers:
+                while not exhausted and not outcomes.store_down.is_set():
+                    if len(in_flight) >= 2 * workers:
+                        break
                     if (max_rounds is not None and claims >= max_rounds) or (
                         stop is not None and stop.is_set()
                     ):
                         exhausted = True
                         break
-                    claimed = self.store.claim_due(
-                        self.clock.now(),
-                        limit=claim_limit,
-                        lease=self.settings.lease,
-                        scope=scope,
-                        connector=connector,
-                    )
+                    claimed = self._claim(scope, connector, claim_limit, bool(in_flight))
                     claims += 1
+                    if claimed is None:
+                        break  # the store stopped answering: settle what is out, then retry
                     if not claimed:
                         exhausted = True
                         break
+                    outcomes.claimed(claimed[0].claim_token)
                     for flight in self._ready(claimed, pool, report):
-                        future = pool.submit(self.client.collect, flight.batch.body)
+                        future = pool.submit(self._send, flight)
                         in_flight[future] = flight
                         future.add_done_callback(completed.put)
                 if not in_flight:
+                    if finished:
+                        self._settle_done(finished, report)
+                        finished = []
+                    if outcomes.waiting():
+                        # Nothing is being sent: wait for the store, as long as the leases allow.
+                        if not outcomes.record_until_lease_ends():
+                            break
+                        continue  # recorded: go on claiming (unless already done)
                     break
                 done = _take_completed(completed, SETTLE_EVERY_S)
                 # A future cancelled by _hold_back reports here too, but has left in_flight.
@@ -177,7 +195,53 @@ class Delivery:
                 ):
                     self._settle_done(finished, report)
                     finished, last_settle = [], time.monotonic()
+        lost = outcomes.unrecorded_answers()
+        if lost:
+            report.unrecorded_keys = lost
+            outcomes.log_loss()
+            raise StateStoreError(outcomes.describe_loss())
         return report
+
+    def _claim(
+        self, scope: str | None, connector: str | None, limit: int, busy: bool
+    ) -> list[ClaimedRow] | None:
+        """Claim due rows; None when the store failed while requests or answers are out
+        (they must be settled first). With nothing out, the failure is the run's to report."""
+        try:
+            return self.store.claim_due(
+                self.clock.now(),
+                limit=limit,
+                lease=self.settings.lease,
+                scope=scope,
+                connector=connector,
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            if not busy and not self._outcomes.waiting():
+                raise
+            self._outcomes.went_down(exc)
+            return None
+
+    def _send(self, flight: _Flight) -> SendOutcome:
+        """On a worker: record "request started" for the batch, then send it.
+
+        The mark is what lets a crash be told apart: an expired lease without it goes back to
+        `pending`, because this request never left. If the mark cannot be written, or the rows
+        are no longer ours, the request is not sent at all.
+        """
+        outcomes = self._outcomes
+        if outcomes.store_down.is_set():
+            return SendOutcome("not_sent", "not sent: the state store is not answering")
+        token = flight.rows[0].claim_token
+        try:
+            ours = self.store.mark_send_started(flight.batch.keys, token, self.clock.now())
+        except sa.exc.SQLAlchemyError as exc:
+            outcomes.went_down(exc)
+            return SendOutcome("not_sent", "not sent: the state store is not answering")
+        if not ours:
+            return SendOutcome(
+                "not_sent", "not sent: the lease on these rows ended and another sender has them"
+            )
+        return self.client.collect(flight.batch.body)
 
     def _hold_back(
         self,
@@ -204,7 +268,7 @@ class Delivery:
                     )
                 )
                 report.count(Status.RETRY)
-        self.store.settle(held, now)
+        self._outcomes.record(held, now)
 
     # -- before sending ----------------------------------------------------------------------
     def _ready(
@@ -249,7 +313,7 @@ class Delivery:
                 )
         for st in settlements:
             report.count(st.status)
-        self.store.settle(settlements, self.clock.now())
+        self._outcomes.record(settlements, self.clock.now())
         return flights
 
     def _prepare(self, row: ClaimedRow, now: datetime) -> dict[str, Any] | Settlement:
@@ -335,7 +399,7 @@ class Delivery:
                     report.sent_keys.append(row.key)
                 if self.on_outcome:
                     self.on_outcome(row, st.status, outcome)
-        self.store.settle(settlements, now)
+        self._outcomes.record(settlements, now)
 
     def _settle_for(
         self, row: ClaimedRow, outcome: SendOutcome, body: dict[str, Any] | None, now: datetime
@@ -349,6 +413,16 @@ class Delivery:
         )
         if outcome.kind == "sent":
             return st
+        if outcome.kind == "not_sent":
+            return replace(
+                st,
+                status=Status.RETRY,
+                next_attempt_at=now,
+                reason=outcome.detail,
+                attempted=False,
+                http_status=None,
+                sent_payload=None,
+            )
         if outcome.kind == "rejected":
             return replace(st, status=Status.INVALID, reason=outcome.detail)
         if outcome.kind == "unknown":
