@@ -9,25 +9,34 @@ because GA4 deduplicates exactly those; `Ga4Sandbox.counted_events` applies the 
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from ga4sync.core.clock import ManualClock
 from ga4sync.core.model import Status
 from ga4sync.pipeline.delivery import Delivery, DeliverySettings
 from ga4sync.sandbox.ga4 import Faults
+from ga4sync.sandbox.http import Tls, make_tls
 from ga4sync.state.store import StateStore
 
+from tests.misbehaving_server import TLS_BEHAVIOURS, Behaviour, MisbehavingServer
 from tests.test_delivery import (
+    SECRET,
     Ga4Server,
     capture,
     clock,
     closed_port,
+    delivery,
     ga4_server,
     make_client,
     row,
+    statuses,
 )
 
 __all__ = ["clock", "ga4_server"]  # fixtures used below
@@ -137,3 +146,143 @@ def test_connection_refused_then_faulty_ga4_still_sends_each_event_once(
     assert store.count_by_status() == {Status.SENT: 40}
     raw = Counter(e["params"]["row_key"] for e in ga4_server.ga4.events())
     assert sorted(raw) == [f"c{i:02d}" for i in range(40)] and set(raw.values()) == {1}
+
+
+# -- transport failures classed by when they happened ------------------------------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Tls:
+    return make_tls(tmp_path / "tls")
+
+
+def misbehaving(behaviour: Behaviour, tls: Tls) -> MisbehavingServer:
+    return MisbehavingServer(behaviour, tls.context if behaviour in TLS_BEHAVIOURS else None)
+
+
+AFTER_THE_REQUEST: list[Behaviour] = [
+    "garbage_after_request",
+    "non_tls_record_after_request",
+    "reset_after_request",
+    "stall_after_request",
+]
+
+
+@pytest.mark.parametrize("behaviour", AFTER_THE_REQUEST)
+def test_failure_after_the_request_was_written_is_unknown_whatever_its_type(
+    store: StateStore, clock: ManualClock, tls: Tls, behaviour: Behaviour
+) -> None:
+    """GA4 may have these (the server read the whole request): never retried, listed instead.
+    `non_tls_record_after_request` is the issue's `qualify_lead` that arrived 3 times."""
+    now = clock.now()
+    capture(store, [row("a", now, event="qualify_lead")], now)
+    server = misbehaving(behaviour, tls)
+    client = make_client(server.url, read_timeout=0.5, ca_file=str(tls.ca_file))
+    try:
+        for _ in range(3):  # three runs, as in the issue
+            delivery(store, client, clock).run()
+            clock.advance(timedelta(hours=2))
+    finally:
+        client.close()
+        server.stop()
+    got = statuses(store)["a"]
+    assert got["status"] == Status.UNKNOWN, got["reason"]
+    assert [r["events"][0]["params"]["row_key"] for r in server.complete_requests] == ["a"]
+    assert [a["outcome"] for a in store.attempts_for("a")] == [Status.UNKNOWN]
+
+
+@pytest.mark.parametrize("behaviour", ["refuse", "tls_handshake_garbage"])
+def test_failure_before_the_request_left_is_retried_and_delivered_once_later(
+    store: StateStore,
+    ga4_server: Ga4Server,
+    clock: ManualClock,
+    tls: Tls,
+    behaviour: Behaviour | Literal["refuse"],
+) -> None:
+    now = clock.now()
+    capture(store, [row("a", now, event="qualify_lead")], now)
+    server = None if behaviour == "refuse" else misbehaving(behaviour, tls)
+    url = f"http://127.0.0.1:{closed_port()}" if server is None else server.url
+    down = make_client(url, read_timeout=0.5, ca_file=str(tls.ca_file))
+    try:
+        delivery(store, down, clock).run()
+    finally:
+        down.close()
+        if server is not None:
+            server.stop()
+            assert server.complete_requests == []
+    got = statuses(store)["a"]
+    assert got["status"] == Status.RETRY, got["reason"]
+    clock.advance(timedelta(hours=2))
+    up = make_client(ga4_server.url)
+    delivery(store, up, clock).run()
+    up.close()
+    assert statuses(store)["a"]["status"] == Status.SENT
+    assert [e["params"]["row_key"] for e in ga4_server.ga4.events()] == ["a"]
+
+
+def huge_payload() -> dict[str, Any]:
+    """Far larger than loopback socket buffers: the write is still going when the server
+    closes, so the request provably did not reach it whole."""
+    blob = "x" * (48 * 1024 * 1024)
+    return {"client_id": "1.2", "events": [{"name": "qualify_lead", "params": {"b": blob}}]}
+
+
+def test_close_while_the_request_is_being_read_is_retry(tls: Tls) -> None:
+    server = misbehaving("close_while_reading", tls)
+    client = make_client(server.url, read_timeout=5.0)
+    try:
+        outcome = client.collect(huge_payload())
+    finally:
+        client.close()
+        server.stop()
+    assert outcome.kind == "retry", outcome.detail
+    assert "before the request was fully sent" in outcome.detail
+    assert server.partial_requests >= 1 and server.complete_requests == []
+
+
+# -- the secret never reaches text a person can read ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    ["refuse", "tls_handshake_garbage", "close_while_reading", *AFTER_THE_REQUEST],
+)
+def test_secret_is_in_no_log_outcome_or_row_for_any_transport_failure(
+    store: StateStore,
+    clock: ManualClock,
+    tls: Tls,
+    caplog: pytest.LogCaptureFixture,
+    behaviour: Behaviour | Literal["refuse"],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    now = clock.now()
+    capture(store, [row("a", now)], now)
+    server = None if behaviour == "refuse" else misbehaving(behaviour, tls)
+    url = f"http://127.0.0.1:{closed_port()}" if server is None else server.url
+    client = make_client(url, read_timeout=0.5, ca_file=str(tls.ca_file))
+    outcomes: list[str] = []
+    try:
+        if behaviour == "close_while_reading":
+            outcomes.append(client.collect(huge_payload()).detail)
+        else:
+            delivery(store, client, clock).run()
+        assert SECRET not in client._collect_template.url  # restored after every send
+    finally:
+        client.close()
+        if server is not None:
+            server.stop()
+    rows = store.list_outbox()
+    seen = caplog.text + repr(outcomes) + repr(rows) + repr(store.attempts_for("a"))
+    assert SECRET not in seen
+    assert rows[0]["status"] != Status.PENDING or behaviour == "close_while_reading"
+
+
+@pytest.mark.parametrize("endpoint", ["http://", "https://:443", "http://[::1"])
+def test_a_bad_endpoint_error_never_shows_the_secret(endpoint: str) -> None:
+    """`ga4.endpoint: "http://"` used to print `...&api_secret=<the secret>` in a traceback."""
+    with pytest.raises(Exception) as caught:
+        make_client(endpoint).collect({"client_id": "1.2", "events": []})
+    text = "".join(traceback.format_exception(caught.value))
+    assert SECRET not in text
+    assert "ga4.endpoint" in text
