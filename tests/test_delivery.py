@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import random
 import socket
+import sqlite3
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from ga4sync.cli import main
 from ga4sync.core.clock import ManualClock
 from ga4sync.core.model import Ga4Event, Identity, Status
 from ga4sync.ga4.payload import build_batches, group_key, stored_payload
-from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings, OutcomeHook
 from ga4sync.pipeline.delivery_policy import backoff
 from ga4sync.pipeline.ga4_client import Ga4Client, resolve_base_url
 from ga4sync.pipeline.remote_check import RemoteCheckMemo
 from ga4sync.sandbox.aio_http import AsyncSandboxServer
 from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
 from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.errors import StateStoreError
 from ga4sync.state.store import OutboxRow, StateStore
 
 SECRET = "test-ga4-secret-5f2c9a"
@@ -441,3 +446,144 @@ def test_exhausted_purchase_that_may_be_in_ga4_is_unknown_not_dead(
     assert "an earlier attempt may have reached GA4" in got["p"]["reason"]
     assert got["lead"]["status"] == Status.UNKNOWN  # its first answer was lost: never resent
     assert [e["params"]["row_key"] for e in ga4_server.ga4.events()].count("p") == 1
+
+
+# -- a state store outage keeps GA4's answers ------------------------------------------------
+
+
+class StoreOutage:
+    """Another program holds the store's write lock: the SQLite file locked past the busy
+    timeout, or a PostgreSQL session holding the outbox past the lock timeout. The store under
+    test waits 100 ms for a lock (instead of 30 s) so the outage is seen quickly."""
+
+    def __init__(self, state_url: str) -> None:
+        self.state_url = state_url
+        self.active = threading.Event()
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: sa.Connection | None = None
+        self._pg_engine: sa.Engine | None = None
+
+    def open_store(self) -> StateStore:
+        if self.state_url.startswith("sqlite"):
+            store = StateStore.open(self.state_url)
+
+            def short_busy_timeout(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+                dbapi_conn.execute("PRAGMA busy_timeout=100")
+
+            sa.event.listen(store.engine, "connect", short_busy_timeout)
+            store.engine.dispose()
+            return store
+        return StateStore.open(self.state_url + "%20-clock_timeout%3D100")
+
+    def begin(self) -> None:
+        if self.state_url.startswith("sqlite"):
+            self._sqlite = sqlite3.connect(
+                self.state_url.removeprefix("sqlite:///"),
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._sqlite.execute("BEGIN EXCLUSIVE")
+        else:
+            self._pg_engine = sa.create_engine(self.state_url)
+            self._pg = self._pg_engine.connect()
+            self._pg.execute(sa.text("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"))
+        self.active.set()
+
+    def end(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+            self._sqlite = None
+        if self._pg is not None and self._pg_engine is not None:
+            self._pg.rollback()
+            self._pg.close()
+            self._pg_engine.dispose()
+            self._pg = None
+        self.active.clear()
+
+
+@pytest.fixture
+def outage(state_url: str) -> Iterator[StoreOutage]:
+    made = StoreOutage(state_url)
+    try:
+        yield made
+    finally:
+        made.end()
+
+
+def outage_at_first_answer(outage: StoreOutage, hold_s: float | None) -> OutcomeHook:
+    """Starts the outage just before the first answers are recorded; ends it after `hold_s`."""
+
+    started = threading.Event()
+
+    def hook(_row: object, _status: object, _outcome: object) -> None:
+        if started.is_set():
+            return
+        started.set()
+        outage.begin()
+        if hold_s is not None:
+            threading.Timer(hold_s, outage.end).start()
+
+    return hook
+
+
+def test_answers_outlive_a_store_outage_and_are_recorded_when_it_ends(
+    state_url: str, outage: StoreOutage, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    store = outage.open_store()
+    now = clock.now()
+    capture(store, [row(f"d{i:02d}", now) for i in range(40)], now)
+    ga4_server.ga4.set_faults(Faults(latency_ms=20))
+    client = make_client(ga4_server.url)
+    d = Delivery(
+        store,
+        client,
+        clock,
+        DeliverySettings(workers=4),
+        on_outcome=outage_at_first_answer(outage, hold_s=2.0),
+        rng=random.Random(1),
+    )
+    try:
+        for _ in range(3):  # rows held back while the store was down go on the next run
+            d.run()
+            if set(store.count_by_status()) == {Status.SENT}:
+                break
+        assert not outage.active.is_set()
+        assert store.count_by_status() == {Status.SENT: 40}
+        got = Counter(e["params"]["row_key"] for e in ga4_server.ga4.events())
+        assert sorted(got) == [f"d{i:02d}" for i in range(40)] and set(got.values()) == {1}
+    finally:
+        client.close()
+        store.close()
+
+
+def test_answers_not_recorded_before_the_lease_ends_are_named(
+    state_url: str, outage: StoreOutage, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """The store stays down past the lease: the run fails saying which answered rows could not
+    be recorded; once it is back they show `unknown` (GA4 has them), never-sent ones `pending`."""
+    store = outage.open_store()
+    now = clock.now()
+    capture(store, [row(f"d{i:02d}", now) for i in range(30)], now)
+    ga4_server.ga4.set_faults(Faults(latency_ms=20))
+    client = make_client(ga4_server.url)
+    settings = DeliverySettings(workers=2, lease=timedelta(seconds=1))
+    d = Delivery(
+        store, client, clock, settings, on_outcome=outage_at_first_answer(outage, hold_s=None)
+    )
+    try:
+        with pytest.raises(StateStoreError) as failed:
+            d.run()
+        outage.end()
+        in_ga4 = {e["params"]["row_key"] for e in ga4_server.ga4.events()}
+        message = str(failed.value)
+        assert f"GA4 accepted {len(in_ga4)} of them: do not resend these" in message
+        assert all(key in message for key in sorted(in_ga4)[:20])
+        clock.advance(timedelta(seconds=5))
+        store.expire_leases(clock.now())
+        final = statuses(store)
+        assert {k for k, r in final.items() if r["status"] == Status.UNKNOWN} == in_ga4
+        assert {k for k, r in final.items() if r["status"] == Status.PENDING} == set(final) - in_ga4
+    finally:
+        client.close()
+        store.close()
