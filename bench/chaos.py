@@ -17,6 +17,13 @@ out when the process died), which must all be listed by `ga4sync outbox list --s
 Baseline (same run): the same events replayed by a naive sender (post, then mark sent; after
 a crash send whatever is not marked) killed the same number of times. Its duplicates are what
 the claim-before-send design turns into listed `unknown` rows; both are on the RESULT line.
+
+Unknown means unknown: a row claimed but whose request never left goes back to `pending` after
+a crash, so `unknown` rows should be what was really in flight when the process died. The RESULT
+line has, per SIGKILL, the unknown rows (`unknown_per_kill`), the requests GA4 really received
+whose answer was lost (`in_flight_requests_per_kill`, with their rows `in_flight_rows_per_kill`)
+and the unknown rows GA4 never got (`unknown_never_sent`: marked "request started" in the
+instant before the kill, at most one request per sender thread per kill).
 """
 
 from __future__ import annotations
@@ -72,6 +79,9 @@ class ChaosReport:
     """Killed between claim and send: the request never left."""
     unknown_in_ga4: int = 0
     """Killed between send and commit: GA4 has it, the store could not know."""
+    unknown_requests_in_ga4: int = 0
+    """Requests GA4 received that carry an `unknown` row: what was really in flight."""
+    sigkills: int = 0
     graceful_stops: int = 0
     """SIGTERMs that reached a running ga4sync and ended in a clean stop."""
     sigkilled: bool = False
@@ -252,6 +262,7 @@ def run_chaos(
             if sig == signal.SIGTERM:
                 check_graceful_stop(kind, outcome, store, report, runs_before)
             report.sigkilled |= outcome.killed and sig == signal.SIGKILL
+            report.sigkills += outcome.killed and sig == signal.SIGKILL
             log(f"{kind} {report.runs}: {sig.name if outcome.killed else 'finished'}")
     finally:
         store.close()
@@ -320,6 +331,16 @@ def verify(
             report.unknown_not_in_ga4 += 1 - n
         elif r["status"] not in ("sent", "unknown") and n:
             report.problems.append(f"{r['key'][:12]} is {r['status']} but GA4 has it")
+    unknown_fps = {
+        fingerprint(json.loads(r["payload"])["client_id"], json.loads(r["payload"])["event"])
+        for r in rows
+        if r["status"] == "unknown" and r["payload"]
+    }
+    report.unknown_requests_in_ga4 = sum(
+        1
+        for hit in sandbox.ga4.hits
+        if any(fingerprint(hit.body.get("client_id"), e) in unknown_fps for e in hit.body["events"])
+    )
     report.killed_in_capture = sum(
         1 for run in store.last_runs(10_000) if run["status"] == "running"
     )
@@ -451,7 +472,9 @@ def main_cli() -> None:
                 f"{rep.killed_in_capture}, between claim and send {rep.unknown_not_in_ga4} "
                 f"rows, between send and "
                 f"commit {rep.unknown_in_ga4} rows; naive sender under the same kills: "
-                f"{rep.naive_duplicates} duplicates"
+                f"{rep.naive_duplicates} duplicates; {rep.sigkills} SIGKILLs left "
+                f"{rep.unknown} unknown rows, GA4 got {rep.unknown_requests_in_ga4} requests "
+                f"({rep.unknown_in_ga4} rows) of them"
             )
             for p in rep.problems:
                 print(f"  PROBLEM: {p}")
@@ -461,6 +484,10 @@ def main_cli() -> None:
             totals["unknown"] += rep.unknown
             totals["sent"] += rep.sent
             totals["naive_dups"] += rep.naive_duplicates
+            totals["sigkills"] += rep.sigkills
+            totals["in_flight_requests"] += rep.unknown_requests_in_ga4
+            totals["in_flight_rows"] += rep.unknown_in_ga4
+            totals["unknown_never_sent"] += rep.unknown_not_in_ga4
     print(
         result_line(
             kills=totals["kills"],
@@ -468,6 +495,10 @@ def main_cli() -> None:
             sent=totals["sent"],
             duplicates=0 if not problems else -1,
             unknown=totals["unknown"],
+            unknown_per_kill=totals["unknown"] / max(totals["sigkills"], 1),
+            in_flight_requests_per_kill=totals["in_flight_requests"] / max(totals["sigkills"], 1),
+            in_flight_rows_per_kill=totals["in_flight_rows"] / max(totals["sigkills"], 1),
+            unknown_never_sent=totals["unknown_never_sent"],
             naive_duplicates=totals["naive_dups"],
             problems=len(problems),
         )
