@@ -22,11 +22,8 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # Being broken on its own branch (issue 11, the delivery/delivery_policy split); remove this
-    # entry with that change. Any other cycle, or this one growing, fails the test.
-    frozenset({"ga4sync.pipeline.delivery", "ga4sync.pipeline.delivery_policy"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
+"""None left (delivery/delivery_policy was the last); any cycle fails the test."""
 
 GRAPH_DUMP = """
 import json, grimp
