@@ -116,24 +116,42 @@ class DeliveryQueue:
         return int(never_sent or 0) + int(resendable or 0) + int(held or 0)
 
     @retry_on_disconnect
-    def mark_send_started(self, keys: Sequence[str], claim_token: str, now: datetime) -> bool:
-        """Commit "this request is about to be written" for rows still held by our claim.
+    def mark_send_started(
+        self, batches: Sequence[tuple[Sequence[str], str]], now: datetime
+    ) -> list[bool]:
+        """Commit "this request is about to be written" for each (keys, claim token) batch.
 
-        False when any row is no longer ours (its lease ran out and another sender took it):
-        the caller must then not send. Idempotent, so a retry after a dropped connection is safe.
+        One transaction for many batches, so concurrent senders share one commit. A batch is
+        False when any of its rows is no longer held by its claim (the lease ran out and
+        another sender took it): that request must not be sent. Idempotent, so a retry after
+        a dropped connection is safe.
         """
         o = s.outbox
+        params = [{"b_key": k, "b_token": token} for keys, token in batches for k in keys]
+        if not params:
+            return [True for _ in batches]
         with self.engine.begin() as conn:
-            marked = conn.execute(
+            conn.execute(
                 sa.update(o)
                 .where(
-                    o.c.key.in_(list(keys)),
-                    o.c.claim_token == claim_token,
+                    o.c.key == sa.bindparam("b_key"),
+                    o.c.claim_token == sa.bindparam("b_token"),
                     o.c.status == Status.SENDING.value,
                 )
-                .values(send_started_at=now)
-            ).rowcount
-        return int(marked or 0) == len(set(keys))
+                .values(send_started_at=now),
+                params,
+            )
+            held = {
+                (r.key, r.claim_token)
+                for r in conn.execute(
+                    sa.select(o.c.key, o.c.claim_token).where(
+                        o.c.key.in_([p["b_key"] for p in params]),
+                        o.c.status == Status.SENDING.value,
+                        o.c.send_started_at.is_not(None),
+                    )
+                )
+            }
+        return [all((k, token) in held for k in keys) for keys, token in batches]
 
     @retry_on_disconnect
     def claim_due(

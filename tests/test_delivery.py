@@ -473,7 +473,10 @@ class StoreOutage:
             sa.event.listen(store.engine, "connect", short_busy_timeout)
             store.engine.dispose()
             return store
-        return StateStore.open(self.state_url + "%20-clock_timeout%3D100")
+        # Migrated first with the normal timeouts: migrations wait on an advisory lock that
+        # parallel test runs share.
+        StateStore.open(self.state_url).close()
+        return StateStore.open(self.state_url + "%20-clock_timeout%3D100", migrate=False)
 
     def begin(self) -> None:
         if self.state_url.startswith("sqlite"):

@@ -237,7 +237,10 @@ def test_expired_lease_becomes_unknown_or_retry_for_dedupable_purchase(store: St
     claimed = store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))
     assert len(claimed) == 4
     token = claimed[0].claim_token
-    assert store.mark_send_started(["k00000", "k00001", "p1"], token, NOW)
+    assert store.mark_send_started([(["k00000", "k00001"], token), (["p1"], token)], NOW) == [
+        True,
+        True,
+    ]
     assert store.expire_leases(NOW + timedelta(seconds=10)) == 0
     assert store.expire_leases(NOW + timedelta(minutes=1)) == 4
     rows = {r["key"]: r for r in store.list_outbox()}
@@ -254,8 +257,8 @@ def test_send_started_is_refused_for_rows_no_longer_held(store: StateStore) -> N
     store.expire_leases(NOW + timedelta(minutes=1))
     second = store.claim_due(NOW + timedelta(minutes=1), limit=10, lease=timedelta(seconds=30))
     assert [r.key for r in second] == ["k00000"]
-    assert not store.mark_send_started(["k00000"], first[0].claim_token, NOW)
-    assert store.mark_send_started(["k00000"], second[0].claim_token, NOW)
+    old, new = first[0].claim_token, second[0].claim_token
+    assert store.mark_send_started([(["k00000"], old), (["k00000"], new)], NOW) == [False, True]
 
 
 def test_v1_database_gains_the_send_started_column(state_url: str) -> None:
@@ -269,7 +272,7 @@ def test_v1_database_gains_the_send_started_column(state_url: str) -> None:
         assert store.schema_version() == schema.SCHEMA_VERSION
         fill(store, 1)
         claimed = store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))
-        assert store.mark_send_started(["k00000"], claimed[0].claim_token, NOW)
+        assert store.mark_send_started([(["k00000"], claimed[0].claim_token)], NOW) == [True]
     finally:
         store.close()
 

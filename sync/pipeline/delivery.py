@@ -38,6 +38,7 @@ from ga4sync.pipeline.delivery_policy import (
 from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
 from ga4sync.pipeline.outcome_buffer import OutcomeBuffer
 from ga4sync.pipeline.remote_check import RemoteCheckMemo, check_rules, describe_refusal
+from ga4sync.pipeline.send_marks import SendMarks
 from ga4sync.state.errors import StateStoreError
 from ga4sync.state.store import ClaimedRow, Settlement, StateStore
 
@@ -113,6 +114,7 @@ class Delivery:
         self.rng = rng or random.Random()
         self.remote_memo = remote_memo if remote_memo is not None else RemoteCheckMemo()
         self._outcomes = OutcomeBuffer(store, clock, self.settings.lease)
+        self._marks = SendMarks(store, clock)
 
     def run(
         self,
@@ -233,7 +235,7 @@ class Delivery:
             return SendOutcome("not_sent", "not sent: the state store is not answering")
         token = flight.rows[0].claim_token
         try:
-            ours = self.store.mark_send_started(flight.batch.keys, token, self.clock.now())
+            ours = self._marks.mark(flight.batch.keys, token)
         except sa.exc.SQLAlchemyError as exc:
             outcomes.went_down(exc)
             return SendOutcome("not_sent", "not sent: the state store is not answering")
