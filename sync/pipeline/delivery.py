@@ -1,7 +1,10 @@
 """Deliver captured outbox rows to GA4 (DESIGN.md "Delivery semantics").
 
-Rows are claimed (`sending`, with a lease) and committed before a request leaves, then settled
-by outcome. Validation runs again on the exact request body, because a row can wait in `retry`
+Rows are claimed (`sending`, with a lease) and committed before a request leaves, marked
+"request started" by the worker right before it writes (send_marks.py), then settled by
+outcome. Only marked rows can turn `unknown` after a crash; a failed write is `retry` or
+`unknown` by whether the request was fully written (write_tracking.py); GA4's answers outlive a
+state store outage (outcome_buffer.py). Validation runs again on the exact request body, because a row can wait in `retry`
 until its timestamp falls out of GA4's 72 h window.
 
 Sending is pipelined: the main thread claims, batches and settles while a pool of workers keeps
@@ -65,8 +68,6 @@ class DeliveryReport:
     remote_checks: int = 0
     sent_keys: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
-    unrecorded_keys: list[str] = field(default_factory=list)
-    """Rows GA4 answered whose outcome the store could not record (a store outage)."""
 
     def add(self, other: DeliveryReport) -> None:
         for name in (
@@ -82,7 +83,6 @@ class DeliveryReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.sent_keys.extend(other.sent_keys)
         self.latencies.extend(other.latencies)
-        self.unrecorded_keys.extend(other.unrecorded_keys)
 
     def count(self, status: Status) -> None:
         if status.value in ("sent", "retry", "unknown", "dead", "invalid", "skipped"):
@@ -197,10 +197,8 @@ class Delivery:
                 ):
                     self._settle_done(finished, report)
                     finished, last_settle = [], time.monotonic()
-        lost = outcomes.unrecorded_answers()
-        if lost:
-            report.unrecorded_keys = lost
-            outcomes.log_loss()
+        if outcomes.unrecorded_answers():
+            outcomes.log_loss()  # every key, for the person who has to sort them out
             raise StateStoreError(outcomes.describe_loss())
         return report
 
