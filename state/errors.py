@@ -45,6 +45,11 @@ _DISK_FULL_MARKERS = ("database or disk is full", "no space left on device", "di
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+StoreFailure = sa.exc.SQLAlchemyError
+"""What a store operation raises when the database fails mid-work (connection dropped, locked
+past the busy timeout, disk full). Code outside state/ catches this name, so only the store
+imports the database libraries."""
+
 
 class StateStoreError(Ga4SyncError):
     """The state database could not be used; the message names the database and what to do."""

@@ -4,8 +4,8 @@ Rows are claimed (`sending`, with a lease) and committed before a request leaves
 "request started" by the worker right before it writes (send_marks.py), then settled by
 outcome. Only marked rows can turn `unknown` after a crash; a failed write is `retry` or
 `unknown` by whether the request was fully written (write_tracking.py); GA4's answers outlive a
-state store outage (outcome_buffer.py). Validation runs again on the exact request body, because a row can wait in `retry`
-until its timestamp falls out of GA4's 72 h window.
+state store outage (outcome_buffer.py). Validation runs again on the exact request body,
+because a row can wait in `retry` until its timestamp falls out of GA4's 72 h window.
 
 Sending is pipelined: the main thread claims, batches and settles while a pool of workers keeps
 requests in flight over one keep-alive session. At 50 ms per request the bound is
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from ga4sync.core.clock import Clock, from_micros, to_micros
 from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
@@ -42,7 +41,7 @@ from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
 from ga4sync.pipeline.outcome_buffer import OutcomeBuffer
 from ga4sync.pipeline.remote_check import RemoteCheckMemo, check_rules, describe_refusal
 from ga4sync.pipeline.send_marks import SendMarks
-from ga4sync.state.errors import StateStoreError
+from ga4sync.state.errors import StateStoreError, StoreFailure
 from ga4sync.state.store import ClaimedRow, Settlement, StateStore
 
 log = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ class Delivery:
                 scope=scope,
                 connector=connector,
             )
-        except sa.exc.SQLAlchemyError as exc:
+        except StoreFailure as exc:
             if not busy and not self._outcomes.waiting():
                 raise
             self._outcomes.went_down(exc)
@@ -234,7 +233,7 @@ class Delivery:
         token = flight.rows[0].claim_token
         try:
             ours = self._marks.mark(flight.batch.keys, token)
-        except sa.exc.SQLAlchemyError as exc:
+        except StoreFailure as exc:
             outcomes.went_down(exc)
             return SendOutcome("not_sent", "not sent: the state store is not answering")
         if not ours:

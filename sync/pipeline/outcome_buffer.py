@@ -17,9 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from ga4sync.core.clock import Clock
-from ga4sync.state.errors import driver_message
+from ga4sync.state.errors import StoreFailure, driver_message
 from ga4sync.state.store import Settlement, StateStore
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class OutcomeBuffer:
         """A claim was committed now: its rows are ours until (about) one lease from now."""
         self._deadlines[claim_token] = time.monotonic() + self.lease_s * (1 - LEASE_MARGIN)
 
-    def went_down(self, exc: sa.exc.SQLAlchemyError) -> None:
+    def went_down(self, exc: StoreFailure) -> None:
         if not self.store_down.is_set():
             log.warning(
                 "the state database stopped answering (%s): sending paused, outcomes kept "
@@ -123,7 +122,7 @@ class OutcomeBuffer:
     def _flush(self, now: datetime) -> bool:
         try:
             self.store.settle(self._waiting, now)
-        except sa.exc.SQLAlchemyError as exc:
+        except StoreFailure as exc:
             self.went_down(exc)
             return False
         self._waiting = []
