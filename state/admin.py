@@ -44,6 +44,7 @@ class PruneResult:
 
 class OutboxAdmin:
     engine: Engine
+    version: int
 
     # -- reading ---------------------------------------------------------------------------
     def list_outbox(
@@ -55,7 +56,11 @@ class OutboxAdmin:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         o = s.outbox
-        q = sa.select(o).order_by(o.c.changed_at, o.c.key)
+        # An older store read as it is (read-only commands) lacks the columns added since.
+        columns = [
+            c for c in o.c if self.version >= s.SEND_STARTED_VERSION or c.name != "send_started_at"
+        ]
+        q = sa.select(*columns).order_by(o.c.changed_at, o.c.key)
         if statuses:
             q = q.where(o.c.status.in_(list(statuses)))
         if connector:

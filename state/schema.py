@@ -149,6 +149,8 @@ def _v3_send_started(conn: Connection) -> None:
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3_send_started]
+SEND_STARTED_VERSION = 3
+"""From this schema version on, outbox has send_started_at."""
 """MIGRATIONS[i] moves the schema from version i to i+1. Append; never edit a shipped one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -261,16 +261,27 @@ def test_send_started_is_refused_for_rows_no_longer_held(store: StateStore) -> N
     assert store.mark_send_started([(["k00000"], old), (["k00000"], new)], NOW) == [False, True]
 
 
-def test_v1_database_gains_the_send_started_column(state_url: str) -> None:
+def test_older_database_is_listed_as_it_is_and_gains_the_send_started_column(
+    state_url: str,
+) -> None:
     first = StateStore.open(state_url)
+    fill(first, 1)
     with first.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN send_started_at"))
-        conn.execute(sa.delete(schema.schema_version).where(schema.schema_version.c.version > 1))
+        conn.execute(
+            sa.delete(schema.schema_version).where(
+                schema.schema_version.c.version >= schema.SEND_STARTED_VERSION
+            )
+        )
     first.close()
+    reader = StateStore.open_read_only(state_url)
+    try:
+        assert [r["key"] for r in reader.list_outbox()] == ["k00000"]
+    finally:
+        reader.close()
     store = StateStore.open(state_url)
     try:
         assert store.schema_version() == schema.SCHEMA_VERSION
-        fill(store, 1)
         claimed = store.claim_due(NOW, limit=10, lease=timedelta(seconds=30))
         assert store.mark_send_started([(["k00000"], claimed[0].claim_token)], NOW) == [True]
     finally:
