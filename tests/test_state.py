@@ -422,7 +422,7 @@ def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_writer(state_ur
         run = reader.last_run("salesforce")
         assert run is not None and run.status == "running" and run.owner is None
     with StateStore.open(state_url) as writer:
-        assert writer.schema_version() == 2
+        assert writer.schema_version() == schema.SCHEMA_VERSION
         old = writer.last_run("salesforce")
         assert old is not None and old.heartbeat_at is None
         run_id = writer.start_run("salesforce", "run", datetime(2026, 1, 2, tzinfo=UTC))
