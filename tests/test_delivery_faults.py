@@ -41,13 +41,18 @@ from tests.test_delivery import (
 
 __all__ = ["clock", "ga4_server"]  # fixtures used below
 
+READ_TIMEOUT = 5.0
+"""Generous: a loaded machine answers slowly, and a slow answer must not read as a stall."""
+STALL = READ_TIMEOUT + 3
+"""A stalled answer outlasts the read timeout by far, whatever the load."""
+
 FAULTS = {
     "500": Faults(status_500=0.2),
     "503": Faults(status_503=0.2, retry_after="90"),
     "429": Faults(status_429=0.2, retry_after="30"),
     "reset_before": Faults(reset_before=0.2),
     "reset_after": Faults(reset_after=0.2),
-    "stall": Faults(stall=0.2, stall_seconds=0.5),
+    "stall": Faults(stall=0.2, stall_seconds=STALL),
     "400": Faults(status_400=0.2),
     "mixed": Faults(
         status_500=0.1,
@@ -55,7 +60,7 @@ FAULTS = {
         reset_before=0.1,
         reset_after=0.1,
         stall=0.1,
-        stall_seconds=0.5,
+        stall_seconds=STALL,
     ),
 }
 FINAL = {Status.SENT, Status.UNKNOWN, Status.DEAD, Status.INVALID}
@@ -85,7 +90,7 @@ def test_every_event_ends_sent_once_or_listed(
             rows.append(row(f"r{i:02d}", now, client_id=cid))
     capture(store, rows, now)
     ga4_server.ga4.set_faults(replace(FAULTS[kind], seed=7))
-    client = make_client(ga4_server.url, read_timeout=0.2)
+    client = make_client(ga4_server.url, read_timeout=READ_TIMEOUT)
     delivery = Delivery(store, client, clock, DeliverySettings(workers=8, max_attempts=6))
     for _ in range(30):
         delivery.run()
