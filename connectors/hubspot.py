@@ -6,8 +6,10 @@ ascending, 200 per page, split past the 10,000-result cap (`hubspot_search.py`);
 those ids with `propertiesWithHistory=[stage property]`, which lists every value the property
 ever had with its time, so several moves between two polls all come out, in order, with their
 true times. Each search page becomes one `TransitionPage` whose watermark is the page's last
-modified time: everything before it is captured, and the engine re-reads from there minus the
-overlap, which also absorbs search-index lag.
+*in-order* modified time: everything before it is captured, and the engine re-reads from there
+minus the overlap. Searches stop `search_lag` before HubSpot's current time, so a change the
+index has not caught up with, or a record edited while the sync pages, cannot pull the window
+past records not yet returned (docs/hubspot.md "Search lag and order").
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from typing import Any, Literal
 
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
 from ga4sync.connectors.hubspot_api import ApiPolicy, HsObject, HubspotApi
-from ga4sync.connectors.hubspot_search import SEARCH_CAP, ChangedRecords, Hit, to_ms
+from ga4sync.connectors.hubspot_auth import (
+    BearerToken,
+    FixedToken,
+    OAuthClient,
+    RefreshingToken,
+)
+from ga4sync.connectors.hubspot_search import SEARCH_CAP, ChangedPage, ChangedRecords, to_ms
 from ga4sync.core.durations import Duration
 from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
 from ga4sync.core.secrets import SecretRef
 from ga4sync.core.urls import check_base_url
 from ga4sync.pipeline.stage_vocabulary import StageOption, StageVocabulary
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +43,46 @@ MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}
 PIPELINE_STAGE_PROPERTY = {"deals": "dealstage", "tickets": "hs_pipeline_stage"}
 
 
+class HubspotOAuth(BaseModel):
+    """An installed OAuth app: ga4sync renews its 30-minute access tokens itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: SecretRef = Field(description="The app's client ID (`env:` or `file:`).")
+    client_secret: SecretRef = Field(description="The app's client secret (`env:` or `file:`).")
+    refresh_token: SecretRef = Field(
+        description="The refresh token from the app's install (`env:` or `file:`)."
+    )
+    token_url: str | None = Field(
+        default=None,
+        description="Token endpoint; default `{host}/oauth/v1/token` (HubSpot retires v1 on "
+        "2027-02-16: `{host}/oauth/2026-03/token` is its successor).",
+    )
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_base_url(value)
+
+
 class HubspotSettings(ConnectorSettings):
     """A HubSpot account; which object and property to watch comes from the mapping file."""
 
     type: Literal["hubspot"] = "hubspot"
-    access_token: SecretRef = Field(
-        description="Private app access token (or an OAuth access token): `env: NAME` or "
-        "`file: path`. Scopes: crm.objects.deals.read, crm.objects.contacts.read, and "
-        "crm.schemas.deals.read / crm.schemas.contacts.read for pipelines and properties."
+    access_token: SecretRef | None = Field(
+        default=None,
+        description="Service key or legacy private app token: `env: NAME` or `file: path`. "
+        "Scopes: crm.objects.deals.read, crm.objects.contacts.read, and "
+        "crm.schemas.deals.read / crm.schemas.contacts.read for pipelines and properties. "
+        "For an OAuth app use `oauth:` instead (its access tokens expire after 30 minutes).",
+    )
+    oauth: HubspotOAuth | None = Field(
+        default=None, description="An OAuth app's client id, secret and refresh token."
+    )
+    search_lag: Duration = Field(
+        default=timedelta(minutes=5),
+        description="Searches stop this far before HubSpot's current time: a change is read "
+        "once the search index has had this long to place it (docs/hubspot.md).",
     )
     host: str = Field(
         default="https://api.hubapi.com",
@@ -93,6 +133,15 @@ class HubspotSettings(ConnectorSettings):
             raise ValueError("must be at least 1s; the default is 30s")
         return value
 
+    @model_validator(mode="after")
+    def _one_credential(self) -> HubspotSettings:
+        if (self.access_token is None) == (self.oauth is None):
+            raise ValueError(
+                "give exactly one of `access_token` (a service key or legacy private app "
+                "token) or `oauth` (client_id, client_secret, refresh_token)"
+            )
+        return self
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
@@ -124,7 +173,7 @@ class HubspotConnector:
             object_type, "hs_lastmodifieddate"
         )
         self.record_fields = list(dict.fromkeys(["hs_object_id", *record_fields]))
-        token = settings.access_token.resolve(secret_base_dir).get_secret_value()
+        token = bearer_token(settings, secret_base_dir)
         policy = ApiPolicy(
             search_rate=settings.search_rate,
             max_attempts=settings.max_attempts,
@@ -134,8 +183,9 @@ class HubspotConnector:
         )
         extra = {"sleep": sleep} if sleep is not None else {}
         self.api = HubspotApi(
-            access_token=token, host=settings.host, policy=policy, ca_file=settings.ca_file, **extra
+            token=token, host=settings.host, policy=policy, ca_file=settings.ca_file, **extra
         )
+        self.token = token
         self.usage: ApiUsage = self.api.usage
         self.search = ChangedRecords(
             self.api,
@@ -152,6 +202,8 @@ class HubspotConnector:
 
     def close(self) -> None:
         self.api.close()
+        if isinstance(self.token, RefreshingToken):
+            self.token.close()
 
     # -- what the stage field can hold ---------------------------------------------------------
     def stage_vocabulary(self) -> StageVocabulary | None:
@@ -183,15 +235,17 @@ class HubspotConnector:
 
     # -- change detection ----------------------------------------------------------------------
     def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:
-        # No upper bound on the search: a record moved inside a closed window (backfill) may
-        # have been modified again since; its history entries are cut to the window instead.
-        for hits in self.search.pages(window.start):
-            yield self._page(hits, window)
+        # The search is bounded by HubSpot's clock, not by the window's end: a record moved
+        # inside a closed window (backfill) may have been modified again since; its history
+        # entries are cut to the window instead.
+        until = self.api.server_now(self.object_type) - self.settings.search_lag
+        for page in self.search.pages(window.start, until):
+            yield self._page(page, window)
 
-    def _page(self, hits: list[Hit], window: TimeWindow) -> TransitionPage:
+    def _page(self, page: ChangedPage, window: TimeWindow) -> TransitionPage:
         rejected: list[RejectedRecord] = []
         ids: list[str] = []
-        for hit in hits:
+        for hit in page.hits:
             if not hit.id:
                 rejected.append(self._reject("?", "search result has no id", {}))
             elif hit.modified is None:
@@ -200,7 +254,7 @@ class HubspotConnector:
                 )
             elif hit.id not in ids:
                 ids.append(hit.id)
-        watermark = max((h.modified for h in hits if h.modified), default=None)
+        watermark = page.watermark
         records: dict[str, HsObject] = {}
         size = self.settings.batch_size
         for i in range(0, len(ids), size):
@@ -268,3 +322,20 @@ class HubspotConnector:
             reason=reason,
             raw=raw,
         )
+
+
+def bearer_token(settings: HubspotSettings, base_dir: Path | None) -> BearerToken:
+    """The configured credential, resolved: a fixed token, or OAuth renewed by refresh."""
+    if settings.oauth is None:
+        assert settings.access_token is not None  # HubspotSettings checks exactly one is set
+        return FixedToken(settings.access_token.resolve(base_dir).get_secret_value())
+    oauth = settings.oauth
+    client = OAuthClient(
+        client_id=oauth.client_id.resolve(base_dir).get_secret_value(),
+        client_secret=oauth.client_secret.resolve(base_dir).get_secret_value(),
+        refresh_token=oauth.refresh_token.resolve(base_dir).get_secret_value(),
+        token_url=oauth.token_url or f"{settings.host}/oauth/v1/token",
+    )
+    return RefreshingToken(
+        client, ca_file=settings.ca_file, timeout=settings.timeout.total_seconds()
+    )

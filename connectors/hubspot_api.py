@@ -10,7 +10,9 @@ Retries are split by layer (crm-apis.md §0.4, §6.2):
   names in `X-HubSpot-RateLimit-Interval-Milliseconds`, DAILY stops the run (`QuotaExhausted`),
   5xx backs off exponentially. `Retry-After`, when present, wins.
 Search is also paced on our side (`search_rate` per second) so a sync rarely meets the 429 at all.
-Every HTTP attempt is counted in `usage.calls`.
+Every HTTP attempt is counted in `usage.calls`. The bearer token comes from `hubspot_auth.py`:
+an OAuth token is renewed before it expires and once more after a 401. Each answer's `Date`
+header is kept as `server_time`: search windows are bounded by HubSpot's clock, not ours.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ga4sync.connectors.base import ApiUsage
+from ga4sync.connectors.hubspot_auth import BearerToken
 from ga4sync.core.errors import ConnectorError, QuotaExhausted
 from ga4sync.core.secrets import redact
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -135,7 +139,7 @@ class HubspotApi:
     def __init__(
         self,
         *,
-        access_token: str,
+        token: BearerToken,
         host: str,
         policy: ApiPolicy,
         ca_file: str | None = None,
@@ -150,7 +154,9 @@ class HubspotApi:
             raise_on_status=False,
             backoff_factor=0.2,
         )
-        options: dict[str, Any] = {"access_token": access_token, "host": host, "retry": transport}
+        self.token = token
+        self._bearer = token.current()
+        options: dict[str, Any] = {"access_token": self._bearer, "host": host, "retry": transport}
         if ca_file:
             options["ssl_ca_cert"] = ca_file
         # Imported here: the SDK costs ~14 MB of RSS, and every ga4sync process loads the
@@ -168,6 +174,9 @@ class HubspotApi:
             "_preload_content": False,
         }
         self._apis: dict[str, Any] = {}
+        self.server_time: datetime | None = None
+        """HubSpot's clock, from the `Date` header of the latest answer."""
+        self._renewed_in_call = False
 
     def _api(self, name: str, make: Callable[[Any], Any]) -> Any:
         """SDK API objects, made once: each SDK property access builds a new connection pool."""
@@ -229,6 +238,16 @@ class HubspotApi:
         data = self._call("properties", lambda: api.get_all(object_type, **self._kw))
         return list(data.get("results") or [])
 
+    def server_now(self, object_type: str) -> datetime:
+        """HubSpot's current time: the last answer's `Date`, or one cheap read to learn it
+        (`GET /crm/v3/objects/{object}?limit=1`); the local clock if a proxy strips `Date`."""
+        if self.server_time is None:
+            api = self._api("basic", lambda crm: crm.objects.basic_api)
+            self._call(
+                "list", lambda: api.get_page(object_type, limit=1, archived=False, **self._kw)
+            )
+        return self.server_time or datetime.now(UTC)
+
     def property_definition(self, object_type: str, name: str) -> dict[str, Any] | None:
         """One property definition, or None when the object has no such property."""
         api = self._api("properties", lambda crm: crm.properties.core_api)
@@ -250,6 +269,7 @@ class HubspotApi:
             sleep=self._sleep,
             reraise=True,
         )
+        self._renewed_in_call = False
         try:
             for attempt in retrying:
                 with attempt:
@@ -261,6 +281,7 @@ class HubspotApi:
         raise AssertionError("unreachable")  # pragma: no cover - tenacity returns or raises
 
     def _attempt(self, kind: str, fn: Callable[[], Any], attempt: int) -> dict[str, Any]:
+        self._use_token(self.token.current())
         self.usage.calls += 1
         if kind in ("search", "batch_read"):
             self.usage.extra[kind] = str(int(self.usage.extra[kind]) + 1)
@@ -276,6 +297,7 @@ class HubspotApi:
                 raise
             raise self._classify(kind, exc, int(status), attempt) from None
         self._note_quota(response.headers)
+        self._note_date(response.headers)
         try:
             data = json.loads(response.data or b"{}")
         except ValueError:
@@ -283,6 +305,24 @@ class HubspotApi:
         if not isinstance(data, dict):
             raise ConnectorError(f"HubSpot {kind}: expected a JSON object")
         return data
+
+    def _use_token(self, bearer: str) -> None:
+        """Put a renewed token into the SDK: each API object holds its own Configuration."""
+        if bearer == self._bearer:
+            return
+        self._bearer = bearer
+        self.client.config["access_token"] = bearer
+        for api in self._apis.values():
+            api.api_client.configuration.access_token = bearer
+
+    def _note_date(self, headers: Any) -> None:
+        raw = headers.get("Date") if headers else None
+        try:
+            when = parsedate_to_datetime(raw) if raw else None
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            self.server_time = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
     @property
     def client_host(self) -> str:
@@ -312,12 +352,13 @@ class HubspotApi:
         if status >= 500 or status == 0:
             backoff = self.policy.server_error_backoff * 2 ** (attempt - 1)
             return RetryableAnswer(f"{status} {message}", retry_after or backoff)
-        if status in (401, 403):
-            return ConnectorError(
-                f"HubSpot refused the access token ({status} {category}: {message}); check the "
-                "private app token and its scopes (crm.objects.deals.read, "
-                "crm.objects.contacts.read, crm.schemas.*.read)"
-            )
+        if status == 401:
+            if not self._renewed_in_call and self.token.renew_after_refusal():
+                self._renewed_in_call = True
+                return RetryableAnswer(f"401 {category}: token renewed", 0.0)
+            return ConnectorError(_unauthorised(category, message))
+        if status == 403:
+            return ConnectorError(_forbidden(kind, category, message, body))
         if status == 404:
             return _NotFound(f"HubSpot {kind}: 404 {message}")
         return ConnectorError(f"HubSpot rejected a {kind} request ({status} {category}): {message}")
@@ -339,6 +380,50 @@ class HubspotApi:
 
 class _NotFound(ConnectorError):
     pass
+
+
+def _unauthorised(category: str, message: str) -> str:
+    if category == "EXPIRED_AUTHENTICATION":
+        advice = (
+            "this is an OAuth access token, which HubSpot expires after 30 minutes: configure "
+            "`oauth:` (client_id, client_secret, refresh_token) instead of `access_token`, and "
+            "ga4sync renews it"
+        )
+    else:
+        advice = (
+            "check that `access_token` names a current service key or legacy private app "
+            "token (Development > Keys > Service keys, or Development > Legacy apps > Auth)"
+        )
+    return f"HubSpot refused the access token (401 {category}: {message}); {advice}"
+
+
+def missing_scopes(body: dict[str, Any]) -> list[str]:
+    """The scopes a 403 says are needed: HubSpot lists them in `errors[].context` as
+    `requiredGranularScopes` (newer answers) or `requiredScopes` (older ones), any one of which
+    is enough, sometimes also in the top-level `context`."""
+    contexts = [body.get("context")]
+    contexts += [e.get("context") for e in body.get("errors") or [] if isinstance(e, dict)]
+    found: list[str] = []
+    for context in contexts:
+        if not isinstance(context, dict):
+            continue
+        for key in ("requiredGranularScopes", "requiredScopes", "missingScopes"):
+            for scope in context.get(key) or []:
+                if isinstance(scope, str) and scope not in found:
+                    found.append(scope)
+    return found
+
+
+def _forbidden(kind: str, category: str, message: str, body: dict[str, Any]) -> str:
+    scopes = missing_scopes(body)
+    if category == "MISSING_SCOPES" or scopes:
+        named = ", ".join(f"`{s}`" for s in scopes) or "(HubSpot named none)"
+        return (
+            f"HubSpot refused {kind}: the token lacks a scope it needs (403 MISSING_SCOPES; "
+            f"HubSpot asks for one of {named}). Add it to the service key or app (its Scopes "
+            "or Auth tab), then copy the new token (an OAuth app must be installed again)"
+        )
+    return f"HubSpot refused {kind} (403 {category}: {message}); check the token's scopes"
 
 
 def _json_body(body: Any) -> dict[str, Any]:

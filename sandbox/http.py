@@ -133,7 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(float(resp.action.split(":", 1)[1]))
             self._reset()
             return
-        self.send_response(resp.status)
+        self.log_request(resp.status)
+        self.send_response_only(resp.status)
+        self.send_header("Server", self.version_string())
+        if "Date" not in resp.headers:  # a sandbox with an injected clock sends its own
+            self.send_header("Date", self.date_time_string())
         for k, v in resp.headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(resp.body)))

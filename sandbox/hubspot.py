@@ -6,6 +6,9 @@ bodies (`status`, `message`, `correlationId`, `category`), the 10,000-result sea
 token buckets: search per second (no rate-limit headers, `policyName: SECONDLY`), everything
 else per rolling window with `X-HubSpot-RateLimit-*` headers (`TEN_SECONDLY_ROLLING`), and an
 optional daily quota (`DAILY`). Windows are configurable so tests never wait 10 seconds.
+Every answer carries a `Date` header from the injected clock (ga4sync bounds its searches by
+HubSpot's own time), OAuth tokens expire by that clock (`hubspot_auth.py`), and a test can have
+the next matching call answered with a response recorded from the real HubSpot (`replay`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from ga4sync.sandbox.http import App, Request, Response, SandboxServer
+from ga4sync.sandbox.hubspot_auth import OAuthApp, TokenIssuer
 from ga4sync.sandbox.hubspot_data import (
     DEFAULT_SEARCH_PROPERTIES,
     HsRecord,
@@ -40,6 +45,16 @@ from ga4sync.sandbox.hubspot_wire import (
 
 SEARCH_CAP = 10_000
 SECONDLY_MESSAGE = "You have reached your secondly limit."
+
+
+@dataclass(frozen=True)
+class RecordedAnswer:
+    """A response captured from the real HubSpot, served byte for byte."""
+
+    path_suffix: str
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -79,11 +94,14 @@ class HubspotSandbox:
         clock: Callable[[], datetime] | None = None,
         limits: RateLimits | None = None,
         tokens: set[str] | None = None,
+        oauth: OAuthApp | None = None,
     ) -> None:
         self.data = data or HubspotData()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.limits = limits or RateLimits()
         self.tokens = tokens or {"sandbox-hubspot-token"}
+        self.oauth = TokenIssuer(oauth)
+        self.recorded: list[RecordedAnswer] = []
         self.search_cap = SEARCH_CAP
         """HubSpot's 10,000; tests lower it to exercise window splits with few records."""
         self.lock = threading.Lock()
@@ -108,6 +126,11 @@ class HubspotSandbox:
         with self.lock:
             self.storm_left, self.storm_policy = requests, policy
 
+    def replay(self, answer: RecordedAnswer) -> None:
+        """The next authorised call whose path ends with `answer.path_suffix` gets this answer."""
+        with self.lock:
+            self.recorded.append(answer)
+
     def reset_counts(self) -> None:
         with self.lock:
             self.counts.clear()
@@ -118,7 +141,11 @@ class HubspotSandbox:
             return None
         auth = req.header("authorization") or ""
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
-        if token not in self.tokens:
+        expired = self.oauth.refusal(token, self.clock())
+        if expired is not None:
+            self.counts["401:expired"] += 1
+            return expired
+        if token not in self.tokens and not self.oauth.knows(token):
             return hs_error(
                 401,
                 "INVALID_AUTHENTICATION",
@@ -130,6 +157,10 @@ class HubspotSandbox:
         limits = self.limits
         with self.lock:
             self.counts["requests"] += 1
+            for i, answer in enumerate(self.recorded):
+                if req.path.endswith(answer.path_suffix):
+                    del self.recorded[i]
+                    return Response(answer.status, answer.body, dict(answer.headers))
             if self.storm_left > 0:
                 self.storm_left -= 1
                 return self._refused(self.storm_policy, search)
@@ -173,6 +204,7 @@ class HubspotSandbox:
         }
 
     def _after(self, req: Request, resp: Response) -> None:
+        resp.headers.setdefault("Date", format_datetime(self.clock().astimezone(UTC), usegmt=True))
         remaining = req.headers.get("x-sandbox-remaining")
         if remaining is not None and req.path.startswith("/crm/"):
             resp.headers.update(self._headers(int(remaining)))
@@ -183,6 +215,11 @@ class HubspotSandbox:
         app.before.append(self._admit)
         app.after.append(self._after)
         obj = r"/crm/v3/objects/(?P<obj>[A-Za-z0-9_-]+)"
+
+        @app.route("POST", r"/oauth/v1/token")
+        def token(req: Request) -> Response:
+            self.counts["oauth_token"] += 1
+            return self.oauth.token_endpoint(req, self.clock())
 
         @app.route("POST", obj + r"/search")
         def search(req: Request) -> Response:

@@ -2,9 +2,13 @@
 
 Mirrors what HubSpot does when a property changes: the value changes, a history entry with the
 change time is added (served newest first), the record's last-modified property moves, and the
-search index picks the record up only after a lag (search is eventually consistent,
-crm-apis.md §5.1). Every write bumps `version`, which lets the server cache search results
-between the pages of one query; a sorted index by modified time keeps 100,000 records cheap.
+search index picks the new version up only after a lag (search is eventually consistent,
+crm-apis.md §5.1). Until then search still filters and sorts the record by its *old* version
+while answering with its *current* properties: a record edited while a sync pages through a
+search comes back at its old place carrying a last-modified time far ahead of its neighbours,
+as open-source HubSpot connectors saw in production (estuary/connectors#2210). Every write bumps
+`version`, which lets the server cache search results between the pages of one query; a sorted
+index of every indexed version by modified time keeps 100,000 records cheap.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ class HistoryEntry:
     source_type: str = "CRM_UI"
 
 
+@dataclass(frozen=True)
+class IndexedVersion:
+    """What the search index holds for one version of a record, from `visible_at` on."""
+
+    visible_at: datetime
+    modified_ms: int
+    properties: dict[str, str | None]
+
+
 @dataclass
 class HsRecord:
     id: str
@@ -59,10 +72,31 @@ class HsRecord:
     """Oldest first here; the server sends them newest first, as HubSpot does."""
     created: datetime
     modified: datetime
-    indexed_at: datetime
-    """When search starts to see this version of the record."""
+    versions: list[IndexedVersion]
+    """Versions the search index knows, oldest first; search sees the newest visible one."""
     archived: bool = False
     archived_at: datetime | None = None
+
+    def indexed(self, now: datetime) -> IndexedVersion | None:
+        """The version search filters and sorts on at `now` (None before the first is indexed)."""
+        seen = None
+        for version in self.versions:
+            if version.visible_at <= now:
+                seen = version
+        return seen
+
+    def index_version(self, at: datetime, delay: timedelta) -> None:
+        """Queue the current properties for the index; versions hidden by one already visible
+        at `at` are dropped, so a record edited often keeps a short list."""
+        version = IndexedVersion(at + delay, to_ms(self.modified), dict(self.properties))
+        self.versions = [
+            v for i, v in enumerate(self.versions) if not _superseded(self.versions, i, at)
+        ]
+        self.versions.append(version)
+
+
+def _superseded(versions: list[IndexedVersion], i: int, at: datetime) -> bool:
+    return any(later.visible_at <= at for later in versions[i + 1 :])
 
 
 @dataclass(frozen=True)
@@ -247,15 +281,17 @@ class HubspotData:
                 props[name] = text
                 if text is not None:
                     history[name] = [HistoryEntry(text, at, source_type)]
-            table[rid] = HsRecord(
+            record = HsRecord(
                 id=rid,
                 object_type=object_type,
                 properties=props,
                 history=history,
                 created=at,
                 modified=at,
-                indexed_at=at + (self.search_lag if index_delay is None else index_delay),
+                versions=[],
             )
+            record.index_version(at, self.search_lag if index_delay is None else index_delay)
+            table[rid] = record
             self.version += 1
             return rid
 
@@ -317,17 +353,23 @@ class HubspotData:
         record.properties[modified_property(record.object_type)] = hs_time(at)
         if record.object_type == "contacts":
             record.properties["hs_lastmodifieddate"] = hs_time(at)
-        record.indexed_at = at + (self.search_lag if index_delay is None else index_delay)
+        record.index_version(at, self.search_lag if index_delay is None else index_delay)
         self.version += 1
 
     # -- reads -----------------------------------------------------------------------------
     def by_modified(self, object_type: str) -> list[tuple[int, int, str]]:
-        """(modified ms, numeric id, id) of every record, sorted; rebuilt only after writes."""
+        """(modified ms, numeric id, id) of every indexed version of every record, sorted;
+        rebuilt only after writes. Search keeps an entry only if it is the version visible
+        at the time of the query."""
         with self.lock:
             if self._index_version.get(object_type) != self.version:
                 table = self.objects.get(object_type, {})
                 self._index[object_type] = sorted(
-                    (to_ms(r.modified), _id_number(r.id), r.id) for r in table.values()
+                    {
+                        (v.modified_ms, _id_number(r.id), r.id)
+                        for r in table.values()
+                        for v in r.versions
+                    }
                 )
                 self._index_version[object_type] = self.version
             return self._index[object_type]

@@ -124,9 +124,9 @@ def comparable(kind: str, raw: Any) -> Any:
     return text.lower()
 
 
-def _holds(data: HubspotData, record: HsRecord, f: Filter) -> bool:
-    kind = data.property_type(record.object_type, f.prop)
-    raw = record.properties.get(f.prop)
+def _holds(data: HubspotData, object_type: str, props: dict[str, str | None], f: Filter) -> bool:
+    kind = data.property_type(object_type, f.prop)
+    raw = props.get(f.prop)
     if f.op == "HAS_PROPERTY":
         return raw not in (None, "")
     if f.op == "NOT_HAS_PROPERTY":
@@ -192,7 +192,9 @@ def run_search(
     sorts: list[Sort],
     now: datetime,
 ) -> list[str]:
-    """Ids of the matching, indexed, unarchived records in result order."""
+    """Ids of the matching, unarchived records in result order, as the index sees them at `now`:
+    filtered and sorted on each record's newest *visible* version, which can be older than the
+    record itself (the answer then carries the newer properties, out of order)."""
     with data.lock:
         index = data.by_modified(object_type)
         bounds = _modified_bounds(object_type, groups)
@@ -203,31 +205,35 @@ def run_search(
         else:
             candidates = index
         table = data.objects.get(object_type, {})
-        matched: list[HsRecord] = []
-        for _, _, rid in candidates:
+        matched: list[tuple[HsRecord, dict[str, str | None]]] = []
+        for ms, _, rid in candidates:
             record = table[rid]
-            if record.archived or record.indexed_at > now:
-                continue
-            if not groups or any(all(_holds(data, record, f) for f in g) for g in groups):
-                matched.append(record)
+            version = record.indexed(now)
+            if record.archived or version is None or version.modified_ms != ms:
+                continue  # not indexed yet, or this entry is a version search no longer sees
+            props = version.properties
+            if not groups or any(
+                all(_holds(data, object_type, props, f) for f in g) for g in groups
+            ):
+                matched.append((record, props))
         if sorts and not (
             sorts[0].prop == modified_property(object_type) and not sorts[0].descending
         ):
             sort = sorts[0]
             kind = data.property_type(object_type, sort.prop)
 
-            def key(r: HsRecord) -> tuple[int, Any, int]:
-                v = comparable(kind, r.properties.get(sort.prop))
-                return (1 if v is None else 0, v if v is not None else 0, _num(r.id))
+            def key(item: tuple[HsRecord, dict[str, str | None]]) -> tuple[int, Any, int]:
+                v = comparable(kind, item[1].get(sort.prop))
+                return (1 if v is None else 0, v if v is not None else 0, _num(item[0].id))
 
-            present = [r for r in matched if r.properties.get(sort.prop) is not None]
-            missing = [r for r in matched if r.properties.get(sort.prop) is None]
+            present = [m for m in matched if m[1].get(sort.prop) is not None]
+            missing = [m for m in matched if m[1].get(sort.prop) is None]
             present.sort(key=key, reverse=sort.descending)
-            missing.sort(key=lambda r: _num(r.id))
+            missing.sort(key=lambda m: _num(m[0].id))
             matched = present + missing
         elif not sorts:
-            matched.sort(key=lambda r: _num(r.id))
-        return [r.id for r in matched]
+            matched.sort(key=lambda m: _num(m[0].id))
+        return [record.id for record, _ in matched]
 
 
 def _num(rid: str) -> int:
