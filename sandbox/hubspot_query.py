@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -185,6 +186,31 @@ def _modified_bounds(object_type: str, groups: list[list[Filter]]) -> tuple[int,
     return min(lows), max(highs)
 
 
+def _time_only(
+    object_type: str, groups: list[list[Filter]]
+) -> list[list[Callable[[int], bool]]] | None:
+    """The groups as tests on the modified time in ms, when they filter on nothing else (the
+    connector's queries): the same answers as `_holds`, without parsing every record's value."""
+    prop = modified_property(object_type)
+    ops: dict[str, Callable[[int, int], bool]] = {
+        "GTE": lambda have, want: have >= want,
+        "GT": lambda have, want: have > want,
+        "LT": lambda have, want: have < want,
+        "LTE": lambda have, want: have <= want,
+        "EQ": lambda have, want: have == want,
+    }
+    out: list[list[Callable[[int], bool]]] = []
+    for group in groups:
+        tests: list[Callable[[int], bool]] = []
+        for f in group:
+            if f.prop != prop or f.op not in ops or f.value is None:
+                return None
+            want, compare = comparable("datetime", f.value), ops[f.op]
+            tests.append(lambda have, want=want, compare=compare: bool(compare(have, want)))
+        out.append(tests)
+    return out or None
+
+
 def run_search(
     data: HubspotData,
     object_type: str,
@@ -205,14 +231,21 @@ def run_search(
         else:
             candidates = index
         table = data.objects.get(object_type, {})
+        on_time = _time_only(object_type, groups)
         matched: list[tuple[HsRecord, dict[str, str | None]]] = []
         for ms, _, rid in candidates:
             record = table[rid]
-            version = record.indexed(now)
-            if record.archived or version is None or version.modified_ms != ms:
+            versions = record.versions
+            version = versions[0] if len(versions) == 1 else record.indexed(now)
+            if version is None or version.visible_at > now or version.modified_ms != ms:
                 continue  # not indexed yet, or this entry is a version search no longer sees
+            if record.archived:
+                continue
             props = version.properties
-            if not groups or any(
+            if on_time is not None:
+                if any(all(test(ms) for test in g) for g in on_time):
+                    matched.append((record, props))
+            elif not groups or any(
                 all(_holds(data, object_type, props, f) for f in g) for g in groups
             ):
                 matched.append((record, props))
