@@ -164,8 +164,6 @@ class ChangedRecords:
                 low, low_op, returned_at_low = last_ts, "GT", set()
                 continue
             at_last = {h.id for h in hits if self._ms(h) == last_ts}
-            if last_ts == low:
-                at_last |= returned_at_low
             low, low_op, returned_at_low = last_ts, "GTE", at_last
 
     @staticmethod

@@ -8,6 +8,7 @@ through the engine on both state backends.
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import timedelta
 from typing import Any
@@ -33,7 +34,7 @@ def moves(engine: Any) -> list[tuple[str, str]]:
 
 
 def test_one_deal_edited_while_the_first_page_is_read_does_not_skip_400(
-    hub: SandboxEnvironment, make_engine: EngineFactory
+    hub: SandboxEnvironment, make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The issue's replay: 600 deals, one edited as the sync starts paging. The index returns it
     at its old place on page 1 carrying a last-modified time of *now*; paging from the newest
@@ -61,8 +62,10 @@ def test_one_deal_edited_while_the_first_page_is_read_does_not_skip_400(
 
     hub.hubspot.app.before.insert(0, a_seller_edits_a_deal_as_the_search_starts)
     engine = deals_engine(make_engine)
-    first = engine.run_once().captures[0]
+    with caplog.at_level(logging.INFO, logger="ga4sync.connectors.hubspot"):
+        first = engine.run_once().captures[0]
     assert first.status == "ok", first.error
+    assert "returned 1 deals record(s) ahead of their place" in caplog.text
     assert {r for r, stage in moves(engine) if stage == "qualifiedtobuy"} == set(ids)
     mark = engine.store.get_watermark("hubspot_deals", "deals")
     assert mark is not None and mark < now  # never pulled to the edit's time
