@@ -186,27 +186,29 @@ def _modified_bounds(object_type: str, groups: list[list[Filter]]) -> tuple[int,
     return min(lows), max(highs)
 
 
+_TIME_OPS: dict[str, Callable[[int, int], bool]] = {
+    "GTE": int.__ge__,
+    "GT": int.__gt__,
+    "LT": int.__lt__,
+    "LTE": int.__le__,
+    "EQ": int.__eq__,
+}
+
+
 def _time_only(
     object_type: str, groups: list[list[Filter]]
-) -> list[list[Callable[[int], bool]]] | None:
-    """The groups as tests on the modified time in ms, when they filter on nothing else (the
-    connector's queries): the same answers as `_holds`, without parsing every record's value."""
+) -> list[list[tuple[Callable[[int, int], bool], int]]] | None:
+    """The groups as (comparison, ms) tests on the modified time, when they filter on nothing
+    else (the connector's queries): the same answers as `_holds`, without parsing every
+    record's value."""
     prop = modified_property(object_type)
-    ops: dict[str, Callable[[int, int], bool]] = {
-        "GTE": lambda have, want: have >= want,
-        "GT": lambda have, want: have > want,
-        "LT": lambda have, want: have < want,
-        "LTE": lambda have, want: have <= want,
-        "EQ": lambda have, want: have == want,
-    }
-    out: list[list[Callable[[int], bool]]] = []
+    out: list[list[tuple[Callable[[int, int], bool], int]]] = []
     for group in groups:
-        tests: list[Callable[[int], bool]] = []
+        tests = []
         for f in group:
-            if f.prop != prop or f.op not in ops or f.value is None:
+            if f.prop != prop or f.op not in _TIME_OPS or f.value is None:
                 return None
-            want, compare = comparable("datetime", f.value), ops[f.op]
-            tests.append(lambda have, want=want, compare=compare: bool(compare(have, want)))
+            tests.append((_TIME_OPS[f.op], int(comparable("datetime", f.value))))
         out.append(tests)
     return out or None
 
@@ -243,7 +245,7 @@ def run_search(
                 continue
             props = version.properties
             if on_time is not None:
-                if any(all(test(ms) for test in g) for g in on_time):
+                if any(all(compare(ms, want) for compare, want in g) for g in on_time):
                     matched.append((record, props))
             elif not groups or any(
                 all(_holds(data, object_type, props, f) for f in g) for g in groups
