@@ -149,3 +149,27 @@ def test_config_takes_either_a_token_or_oauth_not_both(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert "give exactly one of `access_token`" in str(caught.value)
+
+
+def test_a_token_url_with_a_password_in_it_is_refused_at_its_line(tmp_path: Path) -> None:
+    from ga4sync.core.errors import ConfigError
+    from ga4sync.pipeline.config import load_config
+
+    path = tmp_path / "ga4sync.yaml"
+    path.write_text(
+        "ga4: {measurement_id: G-ABC1234, api_secret: {env: X}}\n"
+        "connectors:\n"
+        "  - name: hubspot_deals\n"
+        "    type: hubspot\n"
+        "    mapping: mappings/hubspot_deals.yaml\n"
+        "    oauth:\n"
+        "      client_id: {env: A}\n"
+        "      client_secret: {env: B}\n"
+        "      refresh_token: {env: C}\n"
+        "      token_url: https://me:hunter22@api.hubapi.com/oauth/v1/token\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert f"{path}:10:7: connectors[0].oauth.token_url: must not hold a user name" in text
+    assert "hunter22" not in text
