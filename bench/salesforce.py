@@ -36,6 +36,7 @@ from ga4sync.core.model import TimeWindow
 from ga4sync.mapping.load import load_mapping
 from ga4sync.pipeline.config import Config, load_config
 from ga4sync.pipeline.engine import Engine
+from ga4sync.pipeline.fetch_spec import fetch_spec
 from ga4sync.sandbox.runner import SF_SESSION, SandboxEnvironment
 from ga4sync.state.store import StateStore
 from simple_salesforce import Salesforce
@@ -75,7 +76,7 @@ def ga4sync_fetch(config: Config, env: SandboxEnvironment) -> Measured:
     """The connector alone over the first-sync window: the same work the naive poller does."""
     settings = config.connector("salesforce")
     mapping = load_mapping(str(config.resolve(settings.mapping)))
-    connector = build_connector(settings, mapping.model, base_dir=config.base_dir)
+    connector = build_connector(settings, fetch_spec(mapping), base_dir=config.base_dir)
     before = env.salesforce.data_requests()
     started = time.perf_counter()
     window = TimeWindow(start=env.clock.now() - LOOKBACK)

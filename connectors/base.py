@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol
 
+from ga4sync.connectors.catalog import CrmFields, StageVocabulary
 from ga4sync.core.durations import Duration
 from ga4sync.core.model import TimeWindow, TransitionPage
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -81,15 +82,31 @@ class ApiUsage:
 
 
 class Connector(Protocol):
-    """What the engine needs from a CRM: pages of transitions for a window, and API usage."""
+    """Everything the pipeline asks of a CRM or a file source, and nothing else.
+
+    A connector reads what its `FetchSpec` names; it never touches the state store, the
+    mapping file or GA4. Problems that did not stop the read go to `warnings`; the refusals
+    the mapping can fix are raised as `connectors.errors` types naming the field or object.
+    """
 
     name: str
     object_type: str
     usage: ApiUsage
     detection: Literal["history", "snapshot", "file"]
+    warnings: list[str]
+    """Problems that did not stop the read (snapshot mode, an empty file, ...)."""
 
     def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:
         """Yield pages in ascending change time; each page's watermark is safe to resume from."""
+        ...
+
+    def stage_vocabulary(self) -> StageVocabulary | None:
+        """The stage field's values with their ids and labels, or None when the source has no
+        list (labels are then compared as written)."""
+        ...
+
+    def field_catalog(self) -> CrmFields | None:
+        """The object's fields as the CRM lists them, or None when the source cannot list them."""
         ...
 
     def close(self) -> None: ...

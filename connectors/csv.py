@@ -3,7 +3,8 @@
 Each row of each file the `path` setting names (a path or a glob) is one conversion: a record
 id, a stage or conversion type (`stage_field`), a time, a client id and whatever params read.
 The columns come from the mapping file, whose `csv:` block names the record id and time
-columns, the time format and the time zone (see docs/csv.md).
+columns, the time format and the time zone (see docs/csv.md); the connector gets them as the
+`csv` layout of its `FetchSpec`.
 
 A file is read only once it is complete by the `ready:` rule (see csv_ready.py). Its bytes are
 hashed once (csv_files.py), then parsed once by Python's strict csv reader (csv_records.py) in
@@ -24,13 +25,13 @@ daemon's window; a backfill's explicit window (`--from/--to`) selects rows by th
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
-from ga4sync.connectors.csv_cells import number_columns, read_number
+from ga4sync.connectors.catalog import CrmFields, StageVocabulary
+from ga4sync.connectors.csv_cells import read_number
 from ga4sync.connectors.csv_files import (
     FileFingerprint,
     FileLook,
@@ -42,9 +43,9 @@ from ga4sync.connectors.csv_ready import MARKER_SUFFIX, ReadyRule, marker_of, se
 from ga4sync.connectors.csv_records import CELL_LIMIT, Record, RecordReader, UnreadableRecord
 from ga4sync.connectors.csv_time import TimeParser, TimeValueError, load_timezone
 from ga4sync.connectors.salesforce_history import SnapshotLookup
+from ga4sync.connectors.spec import CsvLayout, FetchSpec
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
-from ga4sync.mapping.model import CsvColumns, MappingFile
 from pydantic import Field, field_validator
 
 MAX_RECORD_ID = 128
@@ -113,12 +114,6 @@ class CsvSettings(ConnectorSettings):
         return v
 
 
-def mapping_version(mapping: MappingFile) -> str:
-    """A digest of what the mapping means; a file imported under another version is re-read."""
-    blob = mapping.model_dump_json(by_alias=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 class CsvConnector:
     """Reads conversion rows from files; the engine owns the loop, state and transactions."""
 
@@ -128,28 +123,27 @@ class CsvConnector:
         self,
         settings: CsvSettings,
         *,
-        mapping: MappingFile,
+        spec: FetchSpec,
         base_dir: Path,
-        mapping_path: str | None = None,
         done_lookup: SnapshotLookup | None = None,
     ) -> None:
-        where = mapping_path or "the mapping file"
-        if mapping.csv is None:
+        where = spec.origin
+        if spec.csv is None:
             raise ConfigError(
                 f"{where}: connector `{settings.name}` reads CSV files, so its mapping needs "
                 "a `csv:` block naming record_id_column and time_column (see docs/csv.md)"
             )
         self.settings = settings
         self.name = settings.name
-        self.object_type = mapping.object
+        self.object_type = spec.object_type
         self.usage = ApiUsage()
         self.warnings: list[str] = []
         self.base_dir = base_dir
-        self.stage_field = mapping.stage_field
-        self.columns: CsvColumns = mapping.csv
-        self.record_fields = mapping.record_fields()
-        self.number_columns = number_columns(mapping)
-        self.version = mapping_version(mapping)
+        self.stage_field = spec.stage_field
+        self.columns: CsvLayout = spec.csv
+        self.record_fields = list(spec.record_fields)
+        self.number_columns = list(spec.csv.number_columns)
+        self.version = spec.version
         self.done_lookup = done_lookup
         self.times = TimeParser(
             column=self.columns.time_column,
@@ -224,6 +218,14 @@ class CsvConnector:
 
     def close(self) -> None:
         """Nothing stays open between pages: each file is closed when read."""
+
+    def stage_vocabulary(self) -> StageVocabulary | None:
+        """A file's stage column holds whatever was exported: no list to resolve labels by."""
+        return None
+
+    def field_catalog(self) -> CrmFields | None:
+        """Columns are only known per file (each file's header is checked as it is read)."""
+        return None
 
     # -- one file ------------------------------------------------------------------------
     def _not_ready(self, path: Path, look: FileLook, shown: str) -> TransitionPage | None:

@@ -7,19 +7,9 @@ from __future__ import annotations
 
 import re
 
-from ga4sync.mapping.model import FieldParam, MappingFile
-
 DECIMAL_COMMA = re.compile(r",\d{1,2}$")
 """`19,90`, `1.234,5`: a comma followed by one or two final digits is never a thousands
 separator."""
-
-
-def number_columns(mapping: MappingFile) -> list[str]:
-    """Columns the mapping reads as numbers (params and user properties of type number)."""
-    specs = [*mapping.user_properties.values()]
-    for rule in mapping.rules:
-        specs.extend(rule.params.values())
-    return sorted({s.field for s in specs if isinstance(s, FieldParam) and s.type == "number"})
 
 
 SPACE_GROUPS = re.compile(r"^[+-]?\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?$")

@@ -15,12 +15,14 @@ past records not yet returned (docs/hubspot.md "Search lag and order").
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
+from ga4sync.connectors.catalog import CrmFields, StageOption, StageVocabulary
 from ga4sync.connectors.hubspot_api import ApiPolicy, HsObject, HubspotApi
 from ga4sync.connectors.hubspot_auth import (
     BearerToken,
@@ -29,11 +31,11 @@ from ga4sync.connectors.hubspot_auth import (
     RefreshingToken,
 )
 from ga4sync.connectors.hubspot_search import SEARCH_CAP, ChangedPage, ChangedRecords, to_ms
+from ga4sync.connectors.spec import FetchSpec
 from ga4sync.core.durations import Duration
 from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow, TransitionPage
 from ga4sync.core.secrets import SecretRef
 from ga4sync.core.urls import check_base_url
-from ga4sync.pipeline.stage_vocabulary import StageOption, StageVocabulary
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 log = logging.getLogger(__name__)
@@ -159,20 +161,19 @@ class HubspotConnector:
         self,
         settings: HubspotSettings,
         *,
-        object_type: str,
-        stage_field: str,
-        record_fields: list[str],
+        spec: FetchSpec,
         secret_base_dir: Path | None = None,
-        sleep: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self.object_type = object_type
-        self.stage_field = stage_field
+        object_type = self.object_type = spec.object_type
+        self.stage_field = spec.stage_field
+        self.warnings: list[str] = []
         self.modified_property = settings.modified_property or MODIFIED_PROPERTY.get(
             object_type, "hs_lastmodifieddate"
         )
-        self.record_fields = list(dict.fromkeys(["hs_object_id", *record_fields]))
+        self.record_fields = list(dict.fromkeys(["hs_object_id", *spec.record_fields]))
         token = bearer_token(settings, secret_base_dir)
         policy = ApiPolicy(
             search_rate=settings.search_rate,
@@ -181,9 +182,12 @@ class HubspotConnector:
             burst_backoff=settings.burst_backoff.total_seconds(),
             timeout=settings.timeout.total_seconds(),
         )
-        extra = {"sleep": sleep} if sleep is not None else {}
         self.api = HubspotApi(
-            token=token, host=settings.host, policy=policy, ca_file=settings.ca_file, **extra
+            token=token,
+            host=settings.host,
+            policy=policy,
+            ca_file=settings.ca_file,
+            sleep=sleep,
         )
         self.token = token
         self.usage: ApiUsage = self.api.usage
@@ -194,11 +198,6 @@ class HubspotConnector:
             page_size=settings.page_size,
             cap=settings.search_cap,
         )
-
-    @property
-    def client(self) -> Any:
-        """The SDK client, for tools that ask HubSpot directly (mapping field suggestions)."""
-        return self.api.client
 
     def close(self) -> None:
         self.api.close()
@@ -226,12 +225,15 @@ class HubspotConnector:
             tuple(StageOption(str(o["value"]), str(o["label"])) for o in prop["options"]),
         )
 
-    def field_names(self) -> list[str]:
-        return [str(p["name"]) for p in self.api.properties(self.object_type)]
-
-    def stage_values(self) -> list[str] | None:
+    def field_catalog(self) -> CrmFields:
+        """The object's properties, and every id, label and `Pipeline/Label` of its stages."""
+        names = frozenset(str(p["name"]) for p in self.api.properties(self.object_type))
         vocabulary = self.stage_vocabulary()
-        return sorted(vocabulary.names()) if vocabulary else None
+        return CrmFields(
+            names,
+            f"HubSpot properties of {self.object_type}",
+            (vocabulary.names() or None) if vocabulary else None,
+        )
 
     # -- change detection ----------------------------------------------------------------------
     def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:

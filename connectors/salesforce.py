@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import requests
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
+from ga4sync.connectors.catalog import CrmFields, StageVocabulary
 from ga4sync.connectors.salesforce_auth import (
     AUTH_METHODS,
     LoginTarget,
@@ -30,8 +31,8 @@ from ga4sync.connectors.salesforce_auth import (
 from ga4sync.connectors.salesforce_errors import (
     sf_code,
     sf_message,
-    unknown_field_problem,
-    unknown_object_problem,
+    unknown_field_error,
+    unknown_object_error,
 )
 from ga4sync.connectors.salesforce_history import (
     FieldHistory,
@@ -42,12 +43,12 @@ from ga4sync.connectors.salesforce_history import (
     SnapshotLookup,
 )
 from ga4sync.connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
+from ga4sync.connectors.spec import FetchSpec
 from ga4sync.core.durations import Duration
-from ga4sync.core.errors import ConfigError, ConnectorError, MappingError, QuotaExhausted
+from ga4sync.core.errors import ConfigError, ConnectorError, QuotaExhausted
 from ga4sync.core.model import TimeWindow, TransitionPage
 from ga4sync.core.secrets import redact
 from ga4sync.core.urls import check_base_url
-from ga4sync.mapping.model import MappingFile
 from pydantic import Field, field_validator, model_validator
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
@@ -148,12 +149,16 @@ class SalesforceSettings(ConnectorSettings):
         return self
 
 
-def _plan_reader(connector: SalesforceConnector, mapping: MappingFile) -> Any:
-    """Which reader answers this mapping (see salesforce_history's docstring)."""
+class TransitionReader(Protocol):
+    def read(self, window: TimeWindow) -> Iterator[TransitionPage]: ...
+
+
+def _plan_reader(connector: SalesforceConnector, fetch: FetchSpec) -> TransitionReader:
+    """Which reader answers this spec (see salesforce_history's docstring)."""
     spec = connector.spec
-    obj, stage = mapping.object, mapping.stage_field
-    detection = mapping.detection
-    declared = mapping.history_object
+    obj, stage = fetch.object_type, fetch.stage_field
+    detection = fetch.detection
+    declared = fetch.history_object
     if detection == "snapshot" or (
         detection == "auto"
         and declared is None
@@ -184,25 +189,23 @@ class SalesforceConnector:
         self,
         settings: SalesforceSettings,
         *,
-        mapping: MappingFile,
-        mapping_path: str | None = None,
+        spec: FetchSpec,
         snapshot_lookup: SnapshotLookup | None = None,
         known_keys: KnownKeys | None = None,
         secret_base_dir: Path | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self.mapping = mapping
-        self.mapping_path = mapping_path
-        self.object_type = mapping.object
-        self.stage_field = mapping.stage_field
+        self.fetch = spec
+        self.object_type = spec.object_type
+        self.stage_field = spec.stage_field
         self.snapshot_lookup = snapshot_lookup
         self.known_keys = known_keys
         self.usage = ApiUsage()
         self.usage.extra["logins"] = "0"
         self.warnings: list[str] = []
-        fields = [f for f in dict.fromkeys(mapping.record_fields()) if f != "Id"]
-        self.spec = ReadSpec(settings.name, mapping.object, mapping.stage_field, tuple(fields))
+        fields = [f for f in dict.fromkeys(spec.record_fields) if f != "Id"]
+        self.spec = ReadSpec(settings.name, spec.object_type, spec.stage_field, tuple(fields))
         self._session = requests.Session()
         self._session.hooks["response"].append(self._count)
         if settings.ca_file:
@@ -220,15 +223,37 @@ class SalesforceConnector:
             version=settings.api_version,
             secret_base_dir=secret_base_dir,
         )
-        self.reader = _plan_reader(self, mapping)
+        self.reader = _plan_reader(self, spec)
         self.emitted_stages: tuple[str, ...] = (
-            (CONVERTED_STAGE,) if mapping.object == "Lead" else ()
+            (CONVERTED_STAGE,) if spec.object_type == "Lead" else ()
         )
         """Stages ga4sync itself emits (not in the picklist), so `mappings validate` accepts
         a rule `to: Converted`."""
 
     def close(self) -> None:
         self._session.close()
+
+    # -- what the object holds -------------------------------------------------------------
+    def stage_vocabulary(self) -> StageVocabulary | None:
+        """Picklist values are what Salesforce stores: mappings name them as they are."""
+        return None
+
+    def field_catalog(self) -> CrmFields:
+        """`describe` of the object: its fields, and the stage picklist's values and labels."""
+        obj = self.object_type
+        fields = (self.sf.restful(f"sobjects/{obj}/describe") or {}).get("fields", [])
+        picklist = next(
+            (f.get("picklistValues") for f in fields if f.get("name") == self.stage_field),
+            None,
+        )
+        stages = (
+            frozenset(str(v[k]) for v in picklist for k in ("value", "label") if v.get(k))
+            | frozenset(self.emitted_stages)
+            if picklist
+            else None
+        )
+        names = frozenset(str(f["name"]) for f in fields)
+        return CrmFields(names, f"Salesforce describe of {obj}", stages)
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Every REST answer counts against the org's quota; logins are counted apart."""
@@ -283,11 +308,9 @@ class SalesforceConnector:
                 f"Salesforce session expired ({sf_message(exc)}): {hint}"
             ) from None
         except SalesforceMalformedRequest as exc:
-            problem = unknown_field_problem(
-                exc, self.mapping, self.mapping_path
-            ) or unknown_object_problem(exc, self.mapping, self.mapping_path)
-            if problem is not None:
-                raise MappingError(problem) from None
+            refused = unknown_field_error(exc) or unknown_object_error(exc, self.fetch)
+            if refused is not None:
+                raise refused from None
             raise ConnectorError(f"Salesforce rejected a query: {sf_message(exc)}") from None
         except SalesforceAuthenticationFailed as exc:
             raise ConfigError(

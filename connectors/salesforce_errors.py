@@ -1,16 +1,17 @@
 """Salesforce's errors in words a sales-ops person can act on.
 
-The one that needs the most help is `INVALID_FIELD`: Salesforce names the column it does not
-know, and the person needs the line of the mapping file that asked for it.
+The ones that need the most help are `INVALID_FIELD` and `INVALID_TYPE`: Salesforce names the
+column or object it does not know, and the person needs the line of the mapping file that asked
+for it. They become typed errors naming the field or object; the pipeline, which holds the
+mapping, adds the file:line.
 """
 
 from __future__ import annotations
 
 import re
 
-from ga4sync.core.yamlsource import YamlSourceError, load_yaml_file
-from ga4sync.mapping.checks import field_refs
-from ga4sync.mapping.model import MappingFile
+from ga4sync.connectors.errors import UnknownCrmField, UnknownCrmObject
+from ga4sync.connectors.spec import FetchSpec
 from simple_salesforce.exceptions import SalesforceError
 
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)' on (?:entity|sobject of type) '?(\w+)'?")
@@ -42,16 +43,11 @@ def sf_message(exc: SalesforceError) -> str:
     return text[:300]
 
 
-def unknown_field_problem(
-    exc: SalesforceError, mapping: MappingFile, mapping_path: str | None
-) -> str | None:
-    """`file:line:col: key: Salesforce has no field ...` for an INVALID_FIELD error, or None."""
+def unknown_field_error(exc: SalesforceError) -> UnknownCrmField | None:
+    """The field Salesforce refused (INVALID_FIELD), or None for another error."""
     if sf_code(exc) != "INVALID_FIELD":
         return None
-    content: list[object] = exc.content if isinstance(exc.content, list) else []
-    first = content[0] if content else None
-    text = str(first.get("message", "")) if isinstance(first, dict) else ""
-    m = _NO_SUCH_COLUMN.search(text)
+    m = _NO_SUCH_COLUMN.search(_first_message(exc))
     if m is None:
         return None
     name, entity = m.group(1), m.group(2)
@@ -60,53 +56,28 @@ def unknown_field_problem(
         "name from Setup > Object Manager (custom fields end in __c), and check the "
         "integration user can see it (field-level security)"
     )
-    refs = [loc for loc, ref in field_refs(mapping) if ref == name]
-    if not refs:
-        if name in ("Field", "OldValue", "NewValue") or entity.endswith("History"):
-            return f"{mapping_path or 'mapping'}: history_object: {what}"
-        return f"{mapping_path or 'mapping'}: {what}"
-    if mapping_path is None:
-        return f"mapping {'.'.join(str(p) for p in refs[0])}: {what}"
-    try:
-        doc = load_yaml_file(mapping_path)
-    except YamlSourceError:
-        return f"{mapping_path}: {'.'.join(str(p) for p in refs[0])}: {what}"
-    lines = [f"{doc.where(loc)}: {_dotted(loc)}: {what}" for loc in refs]
-    return "\n".join(lines)
+    in_history = name in ("Field", "OldValue", "NewValue") or entity.endswith("History")
+    return UnknownCrmField(entity, name, what, in_history=in_history)
 
 
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def unknown_object_problem(
-    exc: SalesforceError, mapping: MappingFile, mapping_path: str | None
-) -> str | None:
-    """`file:line:col: history_object: ...` when the object or its history does not exist."""
+def unknown_object_error(exc: SalesforceError, spec: FetchSpec) -> UnknownCrmObject | None:
+    """The object or history object Salesforce does not have (INVALID_TYPE), or None."""
     if sf_code(exc) != "INVALID_TYPE":
         return None
+    m = re.search(r"sObject type '(\w+)' is not supported", _first_message(exc))
+    name = m.group(1) if m else "?"
+    if name == spec.object_type:
+        what = f"Salesforce has no object `{name}` the integration user can read (INVALID_TYPE)"
+        return UnknownCrmObject(name, what, is_history=False)
+    what = (
+        f"Salesforce has no history object `{name}` (INVALID_TYPE): turn on field history "
+        f"tracking for {spec.object_type}.{spec.stage_field}, name the right "
+        "`history_object`, or use `detection: snapshot`"
+    )
+    return UnknownCrmObject(name, what, is_history=True)
+
+
+def _first_message(exc: SalesforceError) -> str:
     content: list[object] = exc.content if isinstance(exc.content, list) else []
     first = content[0] if content else None
-    text = str(first.get("message", "")) if isinstance(first, dict) else ""
-    m = re.search(r"sObject type '(\w+)' is not supported", text)
-    name = m.group(1) if m else "?"
-    if name == mapping.object:
-        key: tuple[str | int, ...] = ("object",)
-        what = f"Salesforce has no object `{name}` the integration user can read (INVALID_TYPE)"
-    else:
-        key = ("history_object",) if mapping.history_object else ("detection",)
-        what = (
-            f"Salesforce has no history object `{name}` (INVALID_TYPE): turn on field history "
-            f"tracking for {mapping.object}.{mapping.stage_field}, name the right "
-            "`history_object`, or use `detection: snapshot`"
-        )
-    if mapping_path is None:
-        return f"mapping {_dotted(key)}: {what}"
-    try:
-        where = load_yaml_file(mapping_path).where(key)
-    except YamlSourceError:
-        where = mapping_path
-    return f"{where}: {_dotted(key)}: {what}"
+    return str(first.get("message", "")) if isinstance(first, dict) else ""

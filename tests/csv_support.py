@@ -13,6 +13,7 @@ from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow
 from ga4sync.mapping.model import MappingFile
 from ga4sync.pipeline.config import Config, load_config
 from ga4sync.pipeline.engine import Engine
+from ga4sync.pipeline.fetch_spec import spec_of
 from ga4sync.sandbox.runner import SandboxEnvironment
 from ga4sync.state.store import StateStore
 
@@ -29,7 +30,7 @@ def read_csv_files(
     """Everything a CSV connector reads from `path` (a glob under base_dir), straight from it."""
     conn = CsvConnector(
         CsvSettings(name="pos", mapping="m.yaml", path=path, **settings),  # type: ignore[arg-type]
-        mapping=mapping,
+        spec=spec_of(mapping),
         base_dir=base_dir,
     )
     transitions: list[StageTransition] = []

@@ -21,6 +21,7 @@ from ga4sync.connectors.csv import CsvConnector, CsvSettings
 from ga4sync.connectors.csv_cells import read_number
 from ga4sync.core.model import RejectedRecord, StageTransition, Status, TimeWindow
 from ga4sync.mapping.model import MappingFile
+from ga4sync.pipeline.fetch_spec import spec_of
 from ga4sync.sandbox.runner import SandboxEnvironment
 
 from tests.csv_support import (
@@ -289,7 +290,7 @@ def test_a_folder_as_path_says_how_to_name_its_files(tmp_path: Path) -> None:
     write_rows(tmp_path / "imports" / "a.csv", [ISO_ROW.format(id="F-1", note="")])
     conn = CsvConnector(
         CsvSettings(name="pos", mapping="m.yaml", path="imports"),
-        mapping=_iso_mapping(),
+        spec=spec_of(_iso_mapping()),
         base_dir=tmp_path,
     )
     assert list(conn.fetch_transitions(EVERYTHING)) == []

@@ -12,6 +12,7 @@ from ga4sync.connectors.csv_time import TimeParser, TimeValueError, load_timezon
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import RejectedRecord, StageTransition, TimeWindow
 from ga4sync.mapping.model import MappingFile
+from ga4sync.pipeline.fetch_spec import spec_of
 from pydantic import ValidationError
 
 from tests.csv_support import DATA, POS_MAPPING, read_csv_files
@@ -117,7 +118,7 @@ def test_naive_time_without_a_timezone_is_an_error_not_a_guess(tmp_path: Path) -
     mapping = _mapping(timezone=None, time_format=None)
     conn = CsvConnector(
         CsvSettings(name="pos", mapping="m.yaml", path="x.csv"),
-        mapping=mapping,
+        spec=spec_of(mapping),
         base_dir=tmp_path,
     )
     pages = list(conn.fetch_transitions(EVERYTHING))
@@ -140,14 +141,16 @@ def test_unknown_timezone_and_missing_csv_block_are_config_errors() -> None:
     plain = _mapping().model_copy(update={"csv": None})
     with pytest.raises(ConfigError, match="needs a `csv:` block"):
         CsvConnector(
-            CsvSettings(name="pos", mapping="m.yaml", path="x.csv"), mapping=plain, base_dir=DATA
+            CsvSettings(name="pos", mapping="m.yaml", path="x.csv"),
+            spec=spec_of(plain),
+            base_dir=DATA,
         )
 
 
 def test_backfill_window_selects_rows_by_time_and_marks_nothing_done() -> None:
     conn = CsvConnector(
         CsvSettings(name="pos", mapping="m.yaml", path="utf8_bom_semicolon.csv"),
-        mapping=_mapping(),
+        spec=spec_of(_mapping()),
         base_dir=DATA,
     )
     window = TimeWindow(
@@ -169,7 +172,7 @@ def test_unclosed_quote_names_the_row_and_keeps_the_rows_before(tmp_path: Path) 
     (tmp_path / "v-empty.csv").write_text("")
     conn = CsvConnector(
         CsvSettings(name="pos", mapping="m.yaml", path="*.csv"),
-        mapping=_mapping(time_format=None),
+        spec=spec_of(_mapping(time_format=None)),
         base_dir=tmp_path,
     )
     pages = list(conn.fetch_transitions(EVERYTHING))

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from ga4sync.cli import main
 from ga4sync.connectors.hubspot import HubspotConnector, HubspotSettings
+from ga4sync.connectors.spec import FetchSpec
 from ga4sync.core.model import StageTransition, Status, TimeWindow
 from ga4sync.core.secrets import SecretRef
 from ga4sync.mappings import MAPPINGS_DIR
@@ -53,9 +54,7 @@ def connector(env: SandboxEnvironment, object_type: str = "deals", **settings: A
         access_token=SecretRef(env="GA4SYNC_TEST_HUBSPOT_TOKEN"),
         **{**FAST, **settings},
     )
-    return HubspotConnector(
-        config, object_type=object_type, stage_field=stage, record_fields=[stage, "amount"]
-    )
+    return HubspotConnector(config, spec=FetchSpec(object_type, stage, (stage, "amount")))
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ga4sync.connectors.hubspot import HubspotConnector, HubspotSettings
 from ga4sync.connectors.hubspot_api import missing_scopes
+from ga4sync.connectors.spec import FetchSpec
 from ga4sync.core.model import TimeWindow
 from ga4sync.core.secrets import SecretRef
 from ga4sync.sandbox.hubspot import RecordedAnswer
@@ -110,9 +111,7 @@ def test_a_recorded_record_with_history_becomes_its_move(hub: SandboxEnvironment
         access_token=SecretRef(env="GA4SYNC_TEST_HUBSPOT_TOKEN"),
         **FAST,
     )
-    hs = HubspotConnector(
-        settings, object_type="contacts", stage_field="is_verified", record_fields=["email"]
-    )
+    hs = HubspotConnector(settings, spec=FetchSpec("contacts", "is_verified", ("email",)))
     pages = list(hs.fetch_transitions(TimeWindow(start=modified - timedelta(days=1))))
     hs.close()
     moves = [t for p in pages for t in p.transitions]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ga4sync.connectors.catalog import StageOption, StageVocabulary
 from ga4sync.core.errors import MappingError
 from ga4sync.mapping.load import load_mapping
-from ga4sync.pipeline.stage_vocabulary import StageOption, StageVocabulary, canonical_stages, lookup
+from ga4sync.pipeline.stage_vocabulary import canonical_stages, lookup
 
 VOCAB = StageVocabulary(
     "dealstage",

@@ -205,8 +205,7 @@ def test_session_expiry_mid_run_logs_in_again_and_continues(
         if len(pages) == 1:
             sandbox.salesforce.expire_sessions()
 
-    engine.on_page = expire_after_first_page
-    report = engine.capture("salesforce")
+    report = engine.capture("salesforce", on_page=expire_after_first_page)
     assert report.status == "ok", report.error
     assert creds.logins == ["soap", "soap"]
     assert pages == [200, 400, 450]

@@ -21,6 +21,7 @@ from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import TimeWindow
 from ga4sync.mapping.load import load_mapping
 from ga4sync.mappings import MAPPINGS_DIR
+from ga4sync.pipeline.fetch_spec import spec_of
 from ga4sync.sandbox.runner import SandboxEnvironment
 
 
@@ -71,7 +72,7 @@ def _connector(sandbox: SandboxEnvironment, auth: dict[str, Any], **extra: Any) 
         }
     )
     mapping = load_mapping(MAPPINGS_DIR / "salesforce_opportunity.yaml").model
-    return SalesforceConnector(settings, mapping=mapping)
+    return SalesforceConnector(settings, spec=spec_of(mapping))
 
 
 def _window_moves(connector: Any, sandbox: SandboxEnvironment) -> list[str]:
@@ -126,7 +127,7 @@ def test_client_credentials_needs_my_domain(tmp_path: Path, sandbox: SandboxEnvi
     )
     mapping = load_mapping(MAPPINGS_DIR / "salesforce_opportunity.yaml").model
     with pytest.raises(ConfigError, match="My Domain"):
-        SalesforceConnector(settings, mapping=mapping)
+        SalesforceConnector(settings, spec=spec_of(mapping))
 
 
 def test_session_auth_needs_instance_url(tmp_path: Path) -> None:

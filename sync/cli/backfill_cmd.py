@@ -8,12 +8,12 @@ backfill is not done, so it never exits 0: a Kubernetes Job or systemd unit rest
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 from ga4sync.cli.common import console, open_config, open_store
 from ga4sync.cli.signals import restore_signals, stop_on_signals
 from ga4sync.core.clock import SystemClock
+from ga4sync.core.model import Status
 from ga4sync.pipeline.backfill import (
     Backfill,
     BackfillRequest,
@@ -22,7 +22,10 @@ from ga4sync.pipeline.backfill import (
     dry_run,
     parse_window,
 )
+from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.engine import CaptureReport, Engine
+from ga4sync.pipeline.ga4_client import SendOutcome
+from ga4sync.state.store import ClaimedRow
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -96,7 +99,7 @@ def backfill(
     sys.exit(0 if summary.ok else 1)
 
 
-def dry_run_report(config: Any, request: BackfillRequest) -> DryRunReport:
+def dry_run_report(config: Config, request: BackfillRequest) -> DryRunReport:
     with progress_console.status(f"Reading {request.describe()} (dry run)..."):
         return dry_run(config, request, now=SystemClock().now())
 
@@ -131,7 +134,7 @@ def _run_with_progress(job: Backfill) -> BackfillSummary:
             progress.update(capture_task, completed=span)
             progress.update(send_task, total=max(due, 1), visible=True)
 
-        def on_outcome(_row: Any, status: Any, _outcome: Any) -> None:
+        def on_outcome(_row: ClaimedRow, status: Status, _outcome: SendOutcome | None) -> None:
             counts["sent" if status == "sent" else "other"] += 1
             progress.update(
                 send_task, advance=1, counts=f"sent {counts['sent']}, not sent {counts['other']}"

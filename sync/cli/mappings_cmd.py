@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
+from ga4sync.connectors.registry import AnyConnectorSettings
 from ga4sync.core.durations import format_duration, parse_duration
-from ga4sync.core.errors import ConfigError
+from ga4sync.core.errors import ConfigError, ConnectorError
 from ga4sync.core.model import TimeWindow
 from ga4sync.core.validation_errors import Problem
 from ga4sync.mapping.checks import FieldCatalog
@@ -23,8 +23,7 @@ from ga4sync.pipeline.config import Config, load_config
 from ga4sync.pipeline.preview import (
     PreviewLine,
     PreviewRow,
-    preview_row,
-    rejected_row,
+    read_preview,
     summarize,
     to_csv,
     to_json,
@@ -134,7 +133,7 @@ def _targets(paths: tuple[Path, ...], config: Config | None) -> tuple[list[Path]
     return files, problems
 
 
-def _connector_for(config: Config | None, path: Path) -> Any:
+def _connector_for(config: Config | None, path: Path) -> AnyConnectorSettings | None:
     if config is None:
         return None
     target = path.resolve()
@@ -146,7 +145,7 @@ def _connector_for(config: Config | None, path: Path) -> Any:
 
 def _catalog(
     config: Config | None,
-    settings: Any,
+    settings: AnyConnectorSettings,
     result: MappingCheck,
     cache: dict[str, FieldCatalog | None],
 ) -> FieldCatalog | None:
@@ -155,7 +154,7 @@ def _catalog(
     key = f"{settings.name}/{model.object}"
     if key not in cache:
         try:
-            cache[key] = fetch_catalog(settings, model, base_dir=config.base_dir)
+            cache[key] = fetch_catalog(settings, result.loaded, base_dir=config.base_dir)
         except CatalogUnavailable as exc:
             click.echo(
                 f"note: field names in {result.path} not checked: connector {settings.name}: {exc}",
@@ -198,7 +197,15 @@ def preview(
         raise click.BadParameter(str(exc), param_hint="--since") from None
     loaded = load_mapping(config.resolve(settings.mapping))
     now = datetime.now(UTC)
-    rows = _preview_rows(config, settings, loaded, now - window_size, now)
+    try:
+        found = read_preview(
+            config, connector_name, loaded, TimeWindow(start=now - window_size), now=now
+        )
+    except ConnectorError as exc:
+        raise ConfigError(f"connector {settings.name}: {exc}") from None
+    for warning in found.warnings:
+        click.echo(f"warning: {settings.name}: {warning}", err=True)
+    rows = found.rows
     lines = summarize(rows)
     header = {
         "connector": connector_name,
@@ -220,30 +227,6 @@ def preview(
             "Nothing was sent or recorded."
         )
         _print_table(_table(title, lines, rows), out)
-
-
-def _preview_rows(
-    config: Config, settings: Any, loaded: Any, start: datetime, now: datetime
-) -> list[PreviewRow]:
-    from ga4sync.connectors.registry import build_connector
-    from ga4sync.core.errors import ConnectorError
-
-    connector = build_connector(settings, loaded.model, base_dir=config.base_dir)
-    rows: list[PreviewRow] = []
-    try:
-        for page in connector.fetch_transitions(TimeWindow(start=start)):
-            rows += [
-                preview_row(t, loaded, now=now, old_events=config.old_events)
-                for t in page.transitions
-            ]
-            rows += [rejected_row(r) for r in page.rejected]
-    except ConnectorError as exc:
-        raise ConfigError(f"connector {settings.name}: {exc}") from None
-    finally:
-        connector.close()
-    for warning in getattr(connector, "warnings", []):
-        click.echo(f"warning: {settings.name}: {warning}", err=True)
-    return rows
 
 
 def _table(title: str, lines: list[PreviewLine], rows: list[PreviewRow]) -> Table:

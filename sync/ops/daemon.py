@@ -36,12 +36,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ga4sync.connectors.base import ConnectorSettings
 from ga4sync.core.clock import Clock, SystemClock
 from ga4sync.core.errors import ConfigError
+from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
 from ga4sync.ops.healthz import HealthReport, ScheduledConnector, StatusServer, check_health
 from ga4sync.ops.metrics import DaemonMetrics
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.engine import Engine
-from ga4sync.state.store import StateStore
+from ga4sync.pipeline.ga4_client import SendOutcome
+from ga4sync.state.store import ClaimedRow, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +117,6 @@ class Daemon:
             raise ConfigError(f"{config.path}: no enabled connectors; nothing to schedule")
         self.metrics = metrics or DaemonMetrics()
         self.engine = Engine(config, store, clock=self.clock)
-        self.engine.on_outcome = lambda row, status, outcome: self.metrics.record_outcome(
-            row, status, outcome, self.clock.now()
-        )
         self.started_at = self.clock.now()
         self._signals = 0
 
@@ -143,7 +142,9 @@ class Daemon:
                     "%s: stopping after capture; delivery resumes on restart", name, extra=extra
                 )
                 return
-            delivery = self.engine.deliver(scope="daemon", connector=name)
+            delivery = self.engine.deliver(
+                scope="daemon", connector=name, on_outcome=self._record_outcome
+            )
             self.metrics.record_delivery(delivery)
         except Exception as exc:  # noqa: BLE001 - one connector must never stop the daemon
             message = redact(f"{type(exc).__name__}: {exc}")
@@ -171,6 +172,10 @@ class Daemon:
             capture.api_calls,
             extra=extra,
         )
+
+    def _record_outcome(self, row: ClaimedRow, status: Status, outcome: SendOutcome | None) -> None:
+        """Delivery's hook: each row GA4 answered for becomes metrics, timed by our clock."""
+        self.metrics.record_outcome(row, status, outcome, self.clock.now())
 
     def _record_failure(self, name: str, message: str) -> None:
         try:

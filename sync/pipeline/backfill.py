@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from ga4sync.connectors.registry import build_connector
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import Status, TimeWindow
 from ga4sync.mapping.load import load_mapping
-from ga4sync.pipeline.capture import row_for_transition
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.delivery import OutcomeHook
-from ga4sync.pipeline.engine import CaptureReport, Engine
+from ga4sync.pipeline.engine import CaptureReport, Engine, PageHook
+from ga4sync.pipeline.plan import CapturePlan
 from ga4sync.state.key_lookup import OutboxKeyLookup
 from ga4sync.state.store import StateStore
 
@@ -176,32 +175,28 @@ class Backfill:
     def run(
         self,
         *,
-        on_page: Callable[[CaptureReport], None] | None = None,
+        on_page: PageHook | None = None,
         on_deliver: Callable[[int], None] | None = None,
         on_outcome: OutcomeHook | None = None,
     ) -> BackfillSummary:
         """Capture, then deliver this scope (`on_deliver` gets the number of rows due)."""
         engine, request = self.engine, self.request
-        engine.on_page = on_page
-        try:
-            capture = engine.capture(
-                request.connector, scope=request.scope, window=request.window, kind="backfill"
-            )
-        finally:
-            engine.on_page = None
+        capture = engine.capture(
+            request.connector,
+            scope=request.scope,
+            window=request.window,
+            kind="backfill",
+            on_page=on_page,
+        )
         # Deliver what was captured even when the CRM failed part-way; not on Ctrl-C, and not
         # when another process holds this backfill's lock (it delivers its own rows).
         if capture.status != "locked" and not engine.stop_event.is_set():
             if on_deliver is not None:
                 on_deliver(self.due_count())
-            engine.on_outcome = on_outcome
-            try:
-                self._deliver_in_slices()
-            finally:
-                engine.on_outcome = None
+            self._deliver_in_slices(on_outcome)
         return self.summary(capture)
 
-    def _deliver_in_slices(self) -> None:
+    def _deliver_in_slices(self, on_outcome: OutcomeHook | None) -> None:
         """Deliver in slices of a few thousand rows: a delivery report keeps every sent key,
         and a backfill of 200,000 rows must not hold them all (memory stays flat)."""
         while not self.engine.stop_event.is_set():
@@ -209,6 +204,7 @@ class Backfill:
                 scope=self.request.scope,
                 connector=self.request.connector,
                 max_rounds=DELIVERY_ROUNDS,
+                on_outcome=on_outcome,
             )
             settled = report.sent + report.retry + report.unknown + report.dead
             if settled + report.invalid + report.skipped == 0:
@@ -258,17 +254,19 @@ def dry_run(config: Config, request: BackfillRequest, *, now: datetime) -> DryRu
     settings = config.connector(request.connector)
     mapping = load_mapping(str(config.resolve(settings.mapping)))
     existing = OutboxKeyLookup.open(config.state_url())
-    connector = build_connector(settings, mapping.model, base_dir=config.base_dir)
     report = DryRunReport(request)
     try:
-        for page in connector.fetch_transitions(request.window):
-            rows = [
-                row_for_transition(
-                    t, mapping, now=now, scope=request.scope, old_events=request.old_events
-                )
-                for t in page.transitions
-            ]
-            report.invalid += len(page.rejected)
+        plan = CapturePlan.open(settings, mapping, base_dir=config.base_dir)
+    except BaseException:
+        existing.close()
+        raise
+    try:
+        pages = plan.pages(
+            request.window, now=lambda: now, scope=request.scope, old_events=request.old_events
+        )
+        for planned in pages:
+            rows = planned.rows
+            report.invalid += len(planned.rejected)
             known = existing.known([r.key for r in rows])
             for row in rows:
                 report.transitions += 1
@@ -289,6 +287,6 @@ def dry_run(config: Config, request: BackfillRequest, *, now: datetime) -> DryRu
                             )
                         )
     finally:
-        connector.close()
+        plan.close()
         existing.close()
     return report

@@ -11,20 +11,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from ga4sync.connectors.registry import build_connector
+from ga4sync.connectors.registry import AnyConnectorSettings
 from ga4sync.core.clock import Clock, SystemClock
 from ga4sync.core.errors import ConfigError, Ga4SyncError, MappingError, QuotaExhausted
 from ga4sync.core.model import Status, TimeWindow
 from ga4sync.core.secrets import redact
 from ga4sync.mapping.load import LoadedMapping, load_mapping
-from ga4sync.pipeline.capture import row_for_rejected, row_for_transition
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.delivery import Delivery, DeliveryReport, DeliverySettings, OutcomeHook
 from ga4sync.pipeline.ga4_client import Ga4Client
+from ga4sync.pipeline.plan import CapturePlan, StateLookups
 from ga4sync.pipeline.remote_check import RemoteCheckMemo
-from ga4sync.pipeline.stage_vocabulary import with_crm_stage_ids
 from ga4sync.state.locks import CaptureLock
 from ga4sync.state.store import StateStore
 
@@ -50,6 +48,10 @@ class CaptureReport:
     warnings: list[str] = field(default_factory=list)
     """Problems that did not stop the run (a broken mapping edit, snapshot mode, ...)."""
     watermark: datetime | None = None
+
+
+PageHook = Callable[[CaptureReport], None]
+"""Called after each committed capture page, with the report so far."""
 
 
 @dataclass
@@ -120,10 +122,6 @@ class Engine:
         self.stop_event = threading.Event()
         """Set by SIGTERM/Ctrl-C: capture stops after the page it is committing, delivery
         after the batches in flight; what is done is committed and the next run resumes."""
-        self.on_page: Callable[[CaptureReport], None] | None = None
-        """Called after each committed capture page (backfill progress)."""
-        self.on_outcome: OutcomeHook | None = None
-        """Called for each row GA4 answered for (metrics)."""
 
     @property
     def client(self) -> Ga4Client:
@@ -154,7 +152,12 @@ class Engine:
         scope: str = "daemon",
         window: TimeWindow | None = None,
         kind: str = "run",
+        on_page: PageHook | None = None,
     ) -> CaptureReport:
+        """Capture one connector's transitions into the outbox, page by committed page.
+
+        `on_page` is called after each committed page (a backfill's progress bar).
+        """
         settings = self.config.connector(name)
         report = CaptureReport(connector=name)
         lock = self.store.capture_lock(f"capture:{name}:{scope}", self.owner, LOCK_TTL)
@@ -163,7 +166,7 @@ class Engine:
             report.error = "another ga4sync process is capturing this connector; skipped"
             return report
         run_id = self.store.start_run(name, kind, self.clock.now())
-        connector: Any = None
+        plan: CapturePlan | None = None
         try:
             mapping = self.mappings.get(name, str(self.config.resolve(settings.mapping)))
             if name in self.mappings.errors:
@@ -172,16 +175,14 @@ class Engine:
                     f"({mapping.content_hash}):\n" + "\n".join(self.mappings.errors[name])
                 )
             object_type = mapping.model.object
-            connector = build_connector(
-                settings,
-                mapping.model,
-                base_dir=self.config.base_dir,
-                mapping_path=mapping.path,
-                snapshot_lookup=lambda ids: self.store.get_snapshots(name, object_type, ids),
+            lookups = StateLookups(
+                snapshots=lambda ids: self.store.get_snapshots(name, object_type, ids),
                 known_keys=self.store.known_keys,
             )
-            mapping = with_crm_stage_ids(connector, mapping, report.warnings)
-            self._capture_pages(connector, mapping, settings, report, scope, window, lock)
+            plan = CapturePlan.open(
+                settings, mapping, base_dir=self.config.base_dir, lookups=lookups
+            )
+            self._capture_pages(plan, settings, report, scope, window, lock, on_page)
         except QuotaExhausted as exc:
             report.status, report.error = "quota", redact(str(exc))
         except (Ga4SyncError, ConfigError) as exc:
@@ -190,12 +191,12 @@ class Engine:
             log.exception("capture of %s failed", name)
             report.status, report.error = "failed", redact(f"{type(exc).__name__}: {exc}")
         finally:
-            if connector is not None:
-                report.warnings.extend(getattr(connector, "warnings", []))
-                report.api_calls = connector.usage.calls
-                report.api_remaining = connector.usage.remaining
-                connector.close()
-            usage = getattr(connector, "usage", None)
+            usage = plan.usage if plan is not None else None
+            if plan is not None:
+                report.warnings.extend(plan.warnings)
+                report.api_calls = plan.usage.calls
+                report.api_remaining = plan.usage.remaining
+                plan.close()
             try:
                 self.store.finish_run(
                     run_id,
@@ -204,8 +205,8 @@ class Engine:
                     captured=report.captured,
                     rejected=report.rejected,
                     api_calls=report.api_calls,
-                    api_used=getattr(usage, "used", None),
-                    api_limit=getattr(usage, "limit", None),
+                    api_used=usage.used if usage is not None else None,
+                    api_limit=usage.limit if usage is not None else None,
                     error=report.error,
                     warnings=report.warnings,
                 )
@@ -217,42 +218,37 @@ class Engine:
 
     def _capture_pages(
         self,
-        connector: Any,
-        mapping: LoadedMapping,
-        settings: Any,
+        plan: CapturePlan,
+        settings: AnyConnectorSettings,
         report: CaptureReport,
         scope: str,
         window: TimeWindow | None,
         lock: CaptureLock,
+        on_page: PageHook | None,
     ) -> None:
         started = self.clock.now()
-        object_type = mapping.model.object
+        name = settings.name
+        object_type = plan.source.model.object
+        mark = self.store.get_watermark(name, object_type, scope)
         if window is None:
-            mark = self.store.get_watermark(name := settings.name, object_type, scope)
             start = (mark or started - settings.initial_lookback) - settings.overlap
             window = TimeWindow(start=start)
-        else:
-            name = settings.name
-            mark = self.store.get_watermark(name, object_type, scope)
-            if mark is not None and mark - settings.overlap > window.start:
-                window = TimeWindow(start=mark - settings.overlap, end=window.end)
+        elif mark is not None and mark - settings.overlap > window.start:
+            window = TimeWindow(start=mark - settings.overlap, end=window.end)
         cap = (window.end or started) - CLOCK_SKEW
-        for page in connector.fetch_transitions(window):
-            now = self.clock.now()
-            rows = [
-                row_for_transition(
-                    t, mapping, now=now, scope=scope, old_events=self.config.old_events
-                )
-                for t in page.transitions
-            ]
-            rows += [row_for_rejected(r, scope=scope, now=now) for r in page.rejected]
+        planned_pages = plan.pages(
+            window, now=self.clock.now, scope=scope, old_events=self.config.old_events
+        )
+        for planned in planned_pages:
+            page = planned.page
+            rows = planned.rows + planned.rejected
             watermark = min(page.watermark, cap) if page.watermark else None
             result = self.store.capture(
                 connector=name,
                 object_type=object_type,
                 rows=rows,
                 watermark=watermark,
-                now=now,
+                now=planned.at,
                 scope=scope,
                 snapshots=page.snapshots or None,
             )
@@ -272,8 +268,8 @@ class Engine:
                     report.pending += 1
             report.watermark = watermark or report.watermark
             lock.renew(self.clock.now())  # raises LockLost: stop after this committed page
-            if self.on_page is not None:
-                self.on_page(report)
+            if on_page is not None:
+                on_page(report)
             if self.stop_event.is_set():
                 report.status = "stopped"
                 log.info("capture of %s stopped after a committed page", name)
@@ -286,14 +282,17 @@ class Engine:
         scope: str | None = None,
         connector: str | None = None,
         max_rounds: int | None = None,
+        on_outcome: OutcomeHook | None = None,
     ) -> DeliveryReport:
+        """Deliver due rows; `on_outcome` is called for each row GA4 answered for (metrics,
+        a backfill's progress)."""
         delivery = Delivery(
             self.store,
             self.client,
             self.clock,
             self.delivery_settings,
             remote_memo=self.remote_memo,
-            on_outcome=self.on_outcome,
+            on_outcome=on_outcome,
         )
         return delivery.run(
             scope=scope, connector=connector, stop=self.stop_event, max_rounds=max_rounds

@@ -1,8 +1,8 @@
 """What a mapping would do with real CRM transitions, without sending or recording anything.
 
-Each transition goes through the very function capture uses (`row_for_transition`: mapping,
-GA4 rules, the 72 h window), so the preview shows exactly what a run would store; only the
-once-per-record guard, which needs the state store, is not applied.
+Each transition goes through the capture plan a run uses (`pipeline/plan.py`: stage ids from
+the CRM, mapping, GA4 rules, the 72 h window), so the preview shows exactly what a run would
+store; only the once-per-record guard, which needs the state store, is not applied.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from ga4sync.core.model import RejectedRecord, StageTransition, Status
+from ga4sync.core.model import RejectedRecord, Status, TimeWindow
 from ga4sync.mapping.load import LoadedMapping
-from ga4sync.pipeline.capture import row_for_transition
+from ga4sync.pipeline.config import Config
+from ga4sync.pipeline.plan import CapturePlan
+from ga4sync.state.store import OutboxRow
 
 OUTCOME = {Status.PENDING: "send", Status.SKIPPED: "skip", Status.INVALID: "invalid"}
 UNREADABLE = "(unreadable)"
@@ -55,17 +57,36 @@ class PreviewLine:
     """One record's detail, e.g. why it was skipped."""
 
 
-def preview_row(
-    t: StageTransition, mapping: LoadedMapping, *, now: datetime, old_events: str
-) -> PreviewRow:
-    row = row_for_transition(t, mapping, now=now, scope="preview", old_events=old_events)
+@dataclass(frozen=True)
+class Preview:
+    rows: list[PreviewRow]
+    warnings: list[str]
+    """The plan's warnings: stage names the CRM does not know, snapshot mode, ..."""
+
+
+def read_preview(
+    config: Config, connector: str, mapping: LoadedMapping, window: TimeWindow, *, now: datetime
+) -> Preview:
+    """Every transition of the window and what a run would make of it; nothing is stored."""
+    settings = config.connector(connector)
+    rows: list[PreviewRow] = []
+    with CapturePlan.open(settings, mapping, base_dir=config.base_dir) as plan:
+        pages = plan.pages(window, now=lambda: now, scope="preview", old_events=config.old_events)
+        for planned in pages:
+            rows += [preview_row(row) for row in planned.rows]
+            rows += [rejected_row(r) for r in planned.page.rejected]
+        return Preview(rows, plan.warnings)
+
+
+def preview_row(row: OutboxRow) -> PreviewRow:
+    """A transition's outbox row, as the preview shows it."""
     outcome = OUTCOME.get(Status(row.status), str(row.status))
     params = (row.payload or {}).get("event", {}).get("params") if row.payload else None
     return PreviewRow(
-        record_id=t.record_id,
-        from_value=t.from_value,
-        to_value=t.to_value,
-        changed_at=t.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        record_id=row.record_id,
+        from_value=row.from_value,
+        to_value=row.to_value,
+        changed_at=row.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         outcome=outcome,
         event=row.event_name,
         rule=row.rule,

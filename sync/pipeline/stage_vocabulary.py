@@ -2,48 +2,22 @@
 
 HubSpot's `dealstage` holds stage ids (`closedwon`, `12345678`) while people write labels
 (`Closed won`), and labels repeat across pipelines. A connector that knows its stages offers a
-`StageVocabulary`; `canonical_stages` rewrites each rule's `from`/`to` to ids once per run, so
-`sync.mapping.apply` stays a pure, case-insensitive comparison of ids. A label found in two
-pipelines is refused with both pipelines and the file:line of the rule, because guessing would
-send the wrong pipeline's conversions.
+`StageVocabulary` (connectors/catalog.py); `canonical_stages` rewrites each rule's `from`/`to`
+to ids once per capture plan (pipeline/plan.py), so `ga4sync.mapping.apply` stays a pure,
+case-insensitive comparison of ids. A label found in two pipelines is refused with both
+pipelines and the file:line of the rule, because guessing would send the wrong pipeline's
+conversions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
+from ga4sync.connectors.base import Connector
+from ga4sync.connectors.catalog import StageOption, StageVocabulary
 from ga4sync.core.errors import MappingError
 from ga4sync.mapping.load import LoadedMapping
 from ga4sync.mapping.model import Rule
-
-
-@dataclass(frozen=True)
-class StageOption:
-    id: str
-    label: str
-    group: str | None = None
-    """The pipeline's label, when stages live in pipelines."""
-    group_id: str | None = None
-
-
-@dataclass(frozen=True)
-class StageVocabulary:
-    """Every value the stage field can hold, as the CRM listed it."""
-
-    field: str
-    source: str
-    """Where the list came from, for messages, e.g. `HubSpot pipelines of deals`."""
-    options: tuple[StageOption, ...]
-
-    def names(self) -> frozenset[str]:
-        """Ids, labels and `Pipeline/Label` forms: everything a mapping may write."""
-        out: set[str] = set()
-        for o in self.options:
-            out |= {o.id, o.label}
-            if o.group:
-                out.add(f"{o.group}/{o.label}")
-        return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -131,15 +105,10 @@ def _where(mapping: LoadedMapping, loc: tuple[str | int, ...]) -> str:
 
 
 def with_crm_stage_ids(
-    connector: Any, mapping: LoadedMapping, warnings: list[str]
-) -> LoadedMapping:
-    """The engine's hook: canonical ids when the connector lists its stages, else unchanged."""
-    vocabulary_of = getattr(connector, "stage_vocabulary", None)
-    if not callable(vocabulary_of):
-        return mapping
-    vocabulary = vocabulary_of()
+    connector: Connector, mapping: LoadedMapping
+) -> tuple[LoadedMapping, list[str]]:
+    """Canonical ids when the connector lists its stages, else the mapping unchanged."""
+    vocabulary = connector.stage_vocabulary()
     if vocabulary is None:
-        return mapping
-    canonical, notes = canonical_stages(mapping, vocabulary)
-    warnings.extend(notes)
-    return canonical
+        return mapping, []
+    return canonical_stages(mapping, vocabulary)
