@@ -248,3 +248,34 @@ def test_preview_dry_run_and_run_agree_on_every_transition(
     assert sorted((w.record_id, w.to_value, f"send {w.event_name}") for w in dry.sample) == sorted(
         (move[0], move[2], outcome) for move, outcome in ran.items() if outcome.startswith("send ")
     )
+
+
+def test_a_refused_field_names_the_line_of_the_mapping_in_use_not_the_file_on_disk(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    """The connector only names the field; the plan places it in the mapping it runs, which
+    is the last good version while the file on disk is half-edited (it once re-read the disk,
+    and lost the line when the edit did not parse)."""
+    text = (MAPPINGS_DIR / "salesforce_opportunity.yaml").read_text()
+    text = text.replace("lead_source: {field: LeadSource", "lead_source: {field: Lead_Sourse__c")
+    mapping = tmp_path / "opportunity.yaml"
+    mapping.write_text(text)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "Lead_Sourse__c" in ln)
+    _opportunities(sandbox, tmp_path)
+    config = load_config(sandbox.write_config(state_url=state_url, mapping=mapping))
+    store = StateStore.open(config.state_url())
+    engine = Engine(config, store)
+    try:
+        first = engine.capture("salesforce")
+        mapping.write_text("# being edited\n" + text.replace("rules:", "rules: [", 1))
+        second = engine.capture("salesforce")
+    finally:
+        engine.close()
+        store.close()
+    for report in (first, second):
+        assert report.status == "failed"
+        assert f"{mapping}:{line}:" in (report.error or ""), report.error
+        assert "rules[0].params.lead_source.field: Salesforce has no field `Lead_Sourse__c`" in (
+            report.error or ""
+        )
+    assert any("using the last good version" in w for w in second.warnings)
