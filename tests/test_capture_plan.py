@@ -279,3 +279,26 @@ def test_a_refused_field_names_the_line_of_the_mapping_in_use_not_the_file_on_di
             report.error or ""
         )
     assert any("using the last good version" in w for w in second.warnings)
+
+
+def test_an_object_the_crm_does_not_have_names_the_object_line(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "projects.yaml"
+    mapping.write_text(
+        "client_id_field: GA_Client_ID__c\n"
+        "object: Projekt__c\n"
+        "stage_field: Phase__c\n"
+        "detection: snapshot\n"
+        "rules: [{to: Won, event: qualify_lead}]\n"
+    )
+    config = load_config(sandbox.write_config(state_url=state_url, mapping=mapping))
+    store = StateStore.open(config.state_url())
+    engine = Engine(config, store)
+    try:
+        report = engine.capture("salesforce")
+    finally:
+        engine.close()
+        store.close()
+    assert report.status == "failed"
+    assert f"{mapping}:2:1: object: Salesforce has no object `Projekt__c`" in (report.error or "")
