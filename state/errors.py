@@ -19,9 +19,9 @@ from ga4sync.core.errors import Ga4SyncError
 from sqlalchemy.engine import make_url
 
 DatabaseError = sa.exc.SQLAlchemyError
-"""Any failure of the state database that no store method turned into a `StateStoreError`
-(a connection lost mid-command): the CLI catches this name and `describe`s it, so no module
-above the state store needs to know the database library."""
+"""Any failure of the state database mid-work that no store method turned into a
+`StateStoreError` (a connection dropped, locked past the busy timeout, disk full). Code outside
+state/ catches this name and `describe`s it, so only the store imports the database library."""
 
 SETUP = 2
 UNAVAILABLE = 1
@@ -44,11 +44,6 @@ _DISK_FULL_MARKERS = ("database or disk is full", "no space left on device", "di
 """SQLite's words (and the OS's); PostgreSQL's disk_full, SQLSTATE 53100, is `DiskFull`."""
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-StoreFailure = sa.exc.SQLAlchemyError
-"""What a store operation raises when the database fails mid-work (connection dropped, locked
-past the busy timeout, disk full). Code outside state/ catches this name, so only the store
-imports the database libraries."""
 
 
 class StateStoreError(Ga4SyncError):

@@ -41,7 +41,7 @@ from ga4sync.pipeline.ga4_client import Ga4Client, SendOutcome
 from ga4sync.pipeline.outcome_buffer import OutcomeBuffer
 from ga4sync.pipeline.remote_check import RemoteCheckMemo, check_rules, describe_refusal
 from ga4sync.pipeline.send_marks import SendMarks
-from ga4sync.state.errors import StateStoreError, StoreFailure
+from ga4sync.state.errors import DatabaseError, StateStoreError
 from ga4sync.state.store import ClaimedRow, Settlement, StateStore
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class Delivery:
                 scope=scope,
                 connector=connector,
             )
-        except StoreFailure as exc:
+        except DatabaseError as exc:
             if not busy and not self._outcomes.waiting():
                 raise
             self._outcomes.went_down(exc)
@@ -233,7 +233,7 @@ class Delivery:
         token = flight.rows[0].claim_token
         try:
             ours = self._marks.mark(flight.batch.keys, token)
-        except StoreFailure as exc:
+        except DatabaseError as exc:
             outcomes.went_down(exc)
             return SendOutcome("not_sent", "not sent: the state store is not answering")
         if not ours:

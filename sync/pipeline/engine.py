@@ -23,6 +23,7 @@ from ga4sync.pipeline.delivery import Delivery, DeliveryReport, DeliverySettings
 from ga4sync.pipeline.ga4_client import Ga4Client
 from ga4sync.pipeline.plan import CapturePlan, StateLookups
 from ga4sync.pipeline.remote_check import RemoteCheckMemo
+from ga4sync.state.errors import DatabaseError, describe
 from ga4sync.state.locks import CaptureLock
 from ga4sync.state.store import StateStore
 
@@ -187,6 +188,10 @@ class Engine:
             report.status, report.error = "quota", redact(str(exc))
         except (Ga4SyncError, ConfigError) as exc:
             report.status, report.error = "failed", redact(str(exc))
+        except DatabaseError as exc:
+            # The state store failed past its own reconnect retries (PostgreSQL restarting,
+            # a lock held too long): what was committed stays, the next run resumes; one line.
+            report.status, report.error = "failed", redact(str(describe(exc, None)))
         except Exception as exc:  # noqa: BLE001 - one connector must not stop the others
             log.exception("capture of %s failed", name)
             report.status, report.error = "failed", redact(f"{type(exc).__name__}: {exc}")

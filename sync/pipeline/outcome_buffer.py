@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from ga4sync.core.clock import Clock
-from ga4sync.state.errors import StoreFailure, driver_message
+from ga4sync.state.errors import DatabaseError, driver_message
 from ga4sync.state.store import Settlement, StateStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class OutcomeBuffer:
         """A claim was committed now: its rows are ours until (about) one lease from now."""
         self._deadlines[claim_token] = time.monotonic() + self.lease_s * (1 - LEASE_MARGIN)
 
-    def went_down(self, exc: StoreFailure) -> None:
+    def went_down(self, exc: DatabaseError) -> None:
         if not self.store_down.is_set():
             log.warning(
                 "the state database stopped answering (%s): sending paused, outcomes kept "
@@ -122,7 +122,7 @@ class OutcomeBuffer:
     def _flush(self, now: datetime) -> bool:
         try:
             self.store.settle(self._waiting, now)
-        except StoreFailure as exc:
+        except DatabaseError as exc:
             self.went_down(exc)
             return False
         self._waiting = []

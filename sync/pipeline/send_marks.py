@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ga4sync.core.clock import Clock
-from ga4sync.state.errors import StoreFailure
+from ga4sync.state.errors import DatabaseError
 from ga4sync.state.store import StateStore
 
 
@@ -26,7 +26,7 @@ class _Mark:
     claim_token: str
     done: bool = False
     held: bool = False
-    error: StoreFailure | None = field(default=None)
+    error: DatabaseError | None = field(default=None)
 
 
 class SendMarks:
@@ -61,7 +61,7 @@ class SendMarks:
             held = self.store.mark_send_started([(m.keys, m.claim_token) for m in batch], now)
             for m, ok in zip(batch, held, strict=True):
                 m.held = ok
-        except StoreFailure as exc:
+        except DatabaseError as exc:
             for m in batch:
                 m.error = exc
         finally:
