@@ -78,14 +78,17 @@ class OutboxAdmin:
         statuses: Sequence[str] | None = None,
         connector: str | None = None,
         limit: int | None = None,
+        with_payload: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """`outbox list` rows, streamed and without the CRM record and payload columns.
+        """`outbox list` rows, streamed and without the CRM record (and, unless asked for,
+        the payload) columns.
 
         An outbox holds millions of rows after months; listing them must not load them all
         (nor their stored CRM records) into memory at once.
         """
         o = s.outbox
-        columns = [c for c in o.c if c.name not in ("record_json", "payload")]
+        left_out = ("record_json",) if with_payload else ("record_json", "payload")
+        columns = [c for c in o.c if c.name not in left_out]
         q = self._outbox_filter(sa.select(*columns), statuses, connector)
         q = q.order_by(o.c.changed_at, o.c.key)
         if limit:

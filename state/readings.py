@@ -154,6 +154,18 @@ class StoreReadings:
         with self.engine.connect() as conn:
             return [QueueCount(str(n), str(st), int(c)) for n, st, c in conn.execute(q)]
 
+    def next_retries(self) -> dict[str, datetime]:
+        """Per connector, when its earliest `retry` row goes next (what `status` tells a
+        person waiting for a retry)."""
+        o = s.outbox
+        q = (
+            sa.select(o.c.connector, sa.func.min(o.c.next_attempt_at))
+            .where(o.c.status == Status.RETRY.value, o.c.next_attempt_at.is_not(None))
+            .group_by(o.c.connector)
+        )
+        with self.engine.connect() as conn:
+            return {str(n): ensure_utc(at) for n, at in conn.execute(q) if at is not None}
+
     def iter_outcomes(self, start: datetime, end: datetime) -> Iterator[RowOutcome]:
         """Rows captured in [start, end) that were not sent, streamed."""
         o = s.outbox

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -16,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from ga4sync.cli.common import console, open_config, open_store
+from ga4sync.cli.common import open_config, open_store
+from ga4sync.cli.display import printable
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
 from ga4sync.state.store import StateStore
-from rich.table import Table
 
 STATUS_NAMES = [s.value for s in Status]
 
@@ -69,8 +70,33 @@ def _row_json(row: dict[str, Any]) -> dict[str, Any]:
         "reason": redact(row["reason"]) if row["reason"] else None,
         "event": row["event_name"],
         "attempts": row["attempts"],
+        "next_attempt_at": _next_attempt(row),
         "scope": row["scope"],
         "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _next_attempt(row: dict[str, Any]) -> str | None:
+    """When a `retry` row goes next; other statuses have no next attempt a person waits for."""
+    if row["status"] != Status.RETRY.value:
+        return None
+    return _iso(row["next_attempt_at"])
+
+
+def _listed_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A `list --format json` row: what a script needs to act on it, GA4 payload included.
+
+    The stored payload is the Measurement Protocol body without the api_secret, which is only
+    ever added to the request URL at the moment of sending.
+    """
+    payload = json.loads(row["payload"]) if row["payload"] else None
+    events = payload.get("events") if isinstance(payload, dict) else None
+    first = events[0] if isinstance(events, list) and events else None
+    params = first.get("params") if isinstance(first, dict) else None
+    return _row_json(row) | {
+        "client_id": payload.get("client_id") if isinstance(payload, dict) else None,
+        "params": params,
+        "payload": payload,
     }
 
 
@@ -84,6 +110,11 @@ def outbox() -> None:
 @click.option("--connector", default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="One line per row with the full key and every column (for wide terminals and grep).",
+)
 @click.pass_context
 def list_cmd(
     ctx: click.Context,
@@ -91,14 +122,18 @@ def list_cmd(
     connector: str | None,
     fmt: str,
     limit: int | None,
+    wide: bool,
 ) -> None:
-    """List outbox rows (exit 1 when none match)."""
+    """List outbox rows (exit 1 when none match).
+
+    The table gives each row a key prefix that `ga4sync outbox show KEY` accepts, its status,
+    event and, on the lines below, the CRM move and why it is in that status."""
     statuses = _statuses(status_opts)
     with _reader(ctx) as store:
         if fmt == "json":
             shown = _print_json(
                 store.iter_outbox_summary(
-                    statuses=statuses or None, connector=connector, limit=limit
+                    statuses=statuses or None, connector=connector, limit=limit, with_payload=True
                 )
             )
         else:
@@ -106,7 +141,7 @@ def list_cmd(
             rows = store.iter_outbox_summary(
                 statuses=statuses or None, connector=connector, limit=limit or TABLE_ROWS
             )
-            shown = _print_table(rows, total)
+            shown = _print_table(rows, total, wide=wide)
     sys.exit(0 if shown else 1)
 
 
@@ -120,40 +155,92 @@ def _print_json(rows: Iterator[dict[str, Any]]) -> int:
     count = 0
     click.echo("[", nl=False)
     for row in rows:
-        item = json.dumps(_row_json(row), indent=2)
+        item = json.dumps(_listed_json(row), indent=2)
         click.echo(("," if count else "") + "\n" + textwrap.indent(item, "  "), nl=False)
         count += 1
     click.echo("\n]" if count else "]")
     return count
 
 
-def _print_table(rows: Iterator[dict[str, Any]], total: int) -> int:
-    table = Table(title_justify="left")
-    for col in ("key", "connector", "record", "move", "changed", "status", "event", "why"):
-        table.add_column(col, overflow="fold")
+KEY_SHOWN = 16
+"""Key characters a table shows: `outbox show` takes any unique prefix of 8 or more, and 16
+hex characters stay unique in any outbox; the full key is in `--wide` and JSON."""
+
+
+def _print_table(rows: Iterator[dict[str, Any]], total: int, *, wide: bool) -> int:
+    """Rows as blocks that fit the terminal: the key, status and event on the first line
+    (never wrapped or cut: they are what a person types and looks for), the CRM move and
+    the reason on indented lines below, wrapped to the width."""
+    width = shutil.get_terminal_size().columns
     count = 0
+    lines: list[str] = []
     for r in rows:
         count += 1
-        table.add_row(
-            r["key"][:16],
-            r["connector"],
-            r["record_id"],
-            f"{r['from_value'] or '-'} -> {r['to_value']}",
-            _iso(r["changed_at"]) or "",
-            r["status"],
-            r["event_name"] or "",
-            redact(r["reason"] or ""),
-        )
-    table.title = f"Outbox ({count} rows)"
+        lines.extend(_wide_line(r) if wide else _row_block(r, width))
+    title = f"Outbox ({count} rows)"
     if count < total:
-        table.title = f"Outbox (first {count} of {total} rows)"
-    console.print(table)
+        title = f"Outbox (first {count} of {total} rows)"
+    click.echo(title)
+    if count and not wide:
+        click.echo(f"{'key':<{KEY_SHOWN}}  {'status':<9}  event")
+    for line in lines:
+        click.echo(line)
     if count < total:
-        console.print(
-            f"{total - count} more rows: use --limit {total} or --format json to see them all",
-            markup=False,
+        click.echo(
+            f"{total - count} more rows: use --limit {total} or --format json to see them all"
         )
     return count
+
+
+def _when(value: Any) -> str:
+    iso = _iso(value)
+    return iso[:16].replace("T", " ") if iso else "-"
+
+
+def _row_block(r: dict[str, Any], width: int) -> list[str]:
+    event = printable(r["event_name"] or "-")
+    head = f"{r['key'][:KEY_SHOWN]:<{KEY_SHOWN}}  {r['status']:<9}  {event}"
+    indent = " " * 4
+    move = (
+        f"{printable(r['connector'])} {printable(r['record_id'])}: "
+        f"{printable(r['from_value'] or '-')} -> {printable(r['to_value'])}, "
+        f"changed {_when(r['changed_at'])} UTC"
+    )
+    out = [head, *_wrap(move, width, indent)]
+    nxt = _next_attempt(r)
+    if nxt:
+        out.append(
+            f"{indent}next attempt {_when(r['next_attempt_at'])} UTC (attempt {r['attempts'] + 1})"
+        )
+    if r["reason"]:
+        out += _wrap("why: " + printable(redact(r["reason"])), width, indent)
+    return out
+
+
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=max(width, 40),
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+    ) or [indent]
+
+
+def _wide_line(r: dict[str, Any]) -> list[str]:
+    nxt = _next_attempt(r)
+    cells = [
+        r["key"],
+        r["status"],
+        printable(r["event_name"] or "-"),
+        printable(r["connector"]),
+        printable(r["record_id"]),
+        f"{printable(r['from_value'] or '-')} -> {printable(r['to_value'])}",
+        _iso(r["changed_at"]) or "-",
+        f"next {nxt}" if nxt else "",
+        printable(redact(r["reason"] or "")),
+    ]
+    return ["  ".join(c for c in cells if c)]
 
 
 @outbox.command("show")
@@ -199,25 +286,38 @@ def show(ctx: click.Context, key: str, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, default=str))
         return
-    click.echo(f"transition {doc['key']}")
-    click.echo(
-        f"  {doc['connector']} {doc['object_type']} {doc['record_id']} {doc['field']}: "
-        f"{doc['from'] or '-'} -> {doc['to']} at {doc['changed_at']} ({doc['detected_by']})"
-    )
-    click.echo(f"  CRM history row: {doc['source_ref'] or '-'}")
-    click.echo(f"  CRM record: {json.dumps(doc['crm_record'], sort_keys=True, default=str)}")
+    for line in _show_lines(doc):
+        click.echo(line)
+
+
+def _show_lines(doc: dict[str, Any]) -> list[str]:
+    """The audit trail as text. Every CRM- or GA4-derived value goes through `printable`: an
+    escape sequence in a stage name must not reach the terminal (JSON parts are already
+    escaped by json.dumps)."""
+    p = printable
     m = doc["mapping"]
-    click.echo(
-        f"  mapping: {m['path'] or '-'} (sha256 {m['sha256'] or '-'}) rule {m['rule'] or '-'}"
-    )
-    click.echo(f"  status: {doc['status']}" + (f" ({doc['reason']})" if doc["reason"] else ""))
-    click.echo(f"  payload: {json.dumps(doc['payload'], sort_keys=True)}")
-    click.echo(f"  attempts: {len(doc['attempt_log'])}")
+    status = f"  status: {p(doc['status'])}" + (f" ({p(doc['reason'])})" if doc["reason"] else "")
+    if doc["next_attempt_at"]:
+        status += f"; next attempt at {doc['next_attempt_at']}"
+    lines = [
+        f"transition {doc['key']}",
+        f"  {p(doc['connector'])} {p(doc['object_type'])} {p(doc['record_id'])} "
+        f"{p(doc['field'])}: {p(doc['from'] or '-')} -> {p(doc['to'])} at {doc['changed_at']} "
+        f"({p(doc['detected_by'])})",
+        f"  CRM history row: {p(doc['source_ref'] or '-')}",
+        f"  CRM record: {json.dumps(doc['crm_record'], sort_keys=True, default=str)}",
+        f"  mapping: {p(m['path'] or '-')} (sha256 {p(m['sha256'] or '-')}) "
+        f"rule {p(m['rule'] or '-')}",
+        status,
+        f"  payload: {json.dumps(doc['payload'], sort_keys=True)}",
+        f"  attempts: {len(doc['attempt_log'])}",
+    ]
     for a in doc["attempt_log"]:
         http = a["http_status"] if a["http_status"] is not None else "no answer"
-        click.echo(f"    {a['at']} {a['outcome']} HTTP {http}: {a['ga4_answer'] or ''}")
+        lines.append(f"    {a['at']} {p(a['outcome'])} HTTP {http}: {p(a['ga4_answer'] or '')}")
         if a["payload_sent"] is not None:
-            click.echo(f"      sent: {json.dumps(a['payload_sent'], sort_keys=True)}")
+            lines.append(f"      sent: {json.dumps(a['payload_sent'], sort_keys=True)}")
+    return lines
 
 
 def _targets(

@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 
 import click
 from ga4sync.cli.common import console, open_config
+from ga4sync.cli.display import cell, printable
 from ga4sync.core.clock import SystemClock
 from ga4sync.ga4.windows import WINDOW_ORDER
 from ga4sync.ops.status import ConnectorStatus, StatusReport, build_status
 from ga4sync.state.store import StateStore
 from rich.table import Table
+from rich.text import Text
 
 QUEUE_COLUMNS = ("pending", "retry", "unknown", "dead", "invalid", "skipped", "sent")
 
@@ -48,7 +50,8 @@ def print_status(report: StatusReport, days: int) -> None:
     console.print(_overview(report))
     console.print(_queue_table(report))
     for c in report.connectors:
-        console.print(f"\n[bold]{c.name}[/bold]", highlight=False)
+        console.print()
+        console.print(cell(c.name, "bold"), highlight=False)
         for line in _details(c, report.generated_at, days):
             console.print(line, markup=False, highlight=False)
     matches = _match_table(report)
@@ -65,9 +68,9 @@ def _overview(report: StatusReport) -> Table:
     for c in report.connectors:
         run = c.last_run
         table.add_row(
-            f"{c.name} ({c.type})",
+            cell(f"{c.name} ({c.type})"),
             _ago(run.started_at, now) if run else "-",
-            run.result if run else "never ran",
+            _result(c),
             _ago(c.last_ok_at, now) if c.last_ok_at else "-",
             _api(c),
             _rate(c.match_rate),
@@ -81,13 +84,33 @@ def _queue_table(report: StatusReport) -> Table:
     for col in QUEUE_COLUMNS:
         table.add_column(col, justify="right")
     for c in report.connectors:
-        table.add_row(c.name, *(str(c.queue.get(k, 0)) for k in QUEUE_COLUMNS))
+        table.add_row(cell(c.name), *(str(c.queue.get(k, 0)) for k in QUEUE_COLUMNS))
     return table
+
+
+def _result(c: ConnectorStatus) -> Text:
+    """The last run's result, unless the mapping file is broken now: then runs keep sending
+    with the last good version, and a plain `ok` would hide that edits are not taking effect."""
+    run = c.last_run
+    if c.mapping_broken:
+        return Text("mapping broken", style="bold red")
+    return cell(run.result if run else "never ran")
 
 
 def _details(c: ConnectorStatus, now: datetime, days: int) -> list[str]:
     f = c.freshness
     lines = []
+    if c.mapping_problem:
+        lines.append(
+            f"  mapping broken: {printable(c.mapping_problem)}; runs keep using the last good "
+            "version (figures below are theirs) until the file is fixed "
+            "(check it with `ga4sync mappings validate`)"
+        )
+    if c.next_retry_at is not None:
+        lines.append(
+            f"  retry: {c.queue.get('retry', 0)} rows wait; the next goes at "
+            f"{_iso(c.next_retry_at)} (in {_dur((c.next_retry_at - now).total_seconds())})"
+        )
     if f.events:
         lines.append(
             f"  freshness (CRM change -> GA4, last {days}d, {f.events} sent): last "
@@ -103,9 +126,9 @@ def _details(c: ConnectorStatus, now: datetime, days: int) -> list[str]:
     run = c.last_run
     if run is not None:
         if run.error:
-            lines.append(f"  error: {run.error}")
+            lines.append(f"  error: {printable(run.error)}")
         for warning in run.warnings:
-            lines.append(f"  warning: {warning}")
+            lines.append(f"  warning: {printable(warning)}")
     return lines
 
 
@@ -117,7 +140,14 @@ def _match_table(report: StatusReport) -> Table:
         table.add_column(col, justify="left" if col in ("connector", "stage") else "right")
     for c in report.connectors:
         for m in c.match:
-            table.add_row(c.name, m.stage, str(m.usable), str(m.missing), str(m.bad), _rate(m.rate))
+            table.add_row(
+                cell(c.name),
+                cell(m.stage),
+                str(m.usable),
+                str(m.missing),
+                str(m.bad),
+                _rate(m.rate),
+            )
     return table
 
 
@@ -129,6 +159,10 @@ def _api(c: ConnectorStatus) -> str:
     if run.api_used is not None and run.api_limit:
         text += f", {run.api_used}/{run.api_limit} ({100 * run.api_used / run.api_limit:.0f}%)"
     return text
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="minutes").replace("+00:00", "Z")
 
 
 def _rate(rate: float | None) -> str:

@@ -2,7 +2,8 @@
 
 Per connector: its last run and result (a run whose process was killed shows `died` or
 `interrupted`, not `running` forever), the last good run, CRM API usage, the run's error and
-warnings (a broken mapping edit shows here), the queue by status, freshness (CRM change -> GA4
+warnings, whether the mapping file as it is now is broken (a run keeps the last good
+version and still ends `ok`), the queue by status, freshness (CRM change -> GA4
 sent), GA4 window classes of sent events, and the client-id match rate per stage.
 
 The **client-id match rate** is the share of transitions that had a usable GA client id, among
@@ -26,9 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ga4sync.core.clock import ensure_utc
+from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
 from ga4sync.ga4.windows import WINDOW_ORDER, Ga4Window, classify_window
+from ga4sync.mapping.load import check_mapping
 from ga4sync.pipeline.config import Config
 from ga4sync.state.readings import RunRecord, SentEvent
 from ga4sync.state.store import StateStore
@@ -106,6 +109,15 @@ class ConnectorStatus:
     session_joinable: int = 0
     """Sent within 24 h with a session id: could join the web session."""
     match: list[StageMatch] = field(default_factory=list)
+    next_retry_at: datetime | None = None
+    """When the earliest `retry` row goes next."""
+    mapping_problem: str | None = None
+    """The first problem of the connector's mapping file as it is now (`file:line:col: ...`),
+    when it is broken: runs keep the last good version, so their result alone says `ok`."""
+
+    @property
+    def mapping_broken(self) -> bool:
+        return self.mapping_problem is not None
 
     @property
     def match_rate(self) -> float | None:
@@ -125,6 +137,7 @@ class StatusReport:
         out = _plain(asdict(self))
         for conn, status in zip(out["connectors"], self.connectors, strict=True):
             conn["match_rate"] = status.match_rate
+            conn["mapping_broken"] = status.mapping_broken
             for row, m in zip(conn["match"], status.match, strict=True):
                 row["total"], row["rate"] = m.total, m.rate
         return dict(out)
@@ -205,6 +218,19 @@ def client_id_match(
     return out
 
 
+def mapping_problem(config: Config, name: str) -> str | None:
+    """The first problem of a configured connector's mapping file now, or None when it loads.
+
+    Checked here because a broken edit never shows in a run's result: the engine keeps the
+    last good mapping and the run still ends `ok`."""
+    try:
+        settings = config.connector(name)
+    except ConfigError:
+        return None
+    checked = check_mapping(config.resolve(settings.mapping))
+    return str(checked.problems[0]) if checked.problems else None
+
+
 def _queue(store: StateStore) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for q in store.queue_counts():
@@ -220,6 +246,7 @@ def build_status(
     since = now - period
     queue = _queue(store)
     match = client_id_match(store, since)
+    retries = store.next_retries()
     names: dict[str, str] = {c.name: c.type for c in config.connectors}
     for extra in sorted(set(queue) | set(match)):
         names.setdefault(extra, "(not in config)")
@@ -261,6 +288,8 @@ def build_status(
                 windows={w.value: windows[name][w.value] for w in WINDOW_ORDER},
                 session_joinable=joinable[name],
                 match=match.get(name, []),
+                next_retry_at=retries.get(name),
+                mapping_problem=mapping_problem(config, name),
             )
         )
     return StatusReport(generated_at=now, since=since, connectors=connectors)
