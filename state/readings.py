@@ -7,6 +7,7 @@ results are streamed (`yield_per`): an outbox holds millions of rows after month
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,22 @@ from ga4sync.state.owners import ProcessOwner
 from sqlalchemy.engine import Engine
 
 STREAM_ROWS = 2000
+
+
+def _money(payload: str | None) -> list[tuple[str | None, float | None]]:
+    """(currency, value) of the event in a stored payload (`ga4.payload.stored_payload`)."""
+    try:
+        body = json.loads(payload or "{}")
+    except ValueError:
+        return []
+    event = body.get("event") if isinstance(body, dict) else None
+    params = event.get("params") if isinstance(event, dict) else None
+    out: list[tuple[str | None, float | None]] = []
+    if isinstance(params, dict):
+        value, currency = params.get("value"), params.get("currency")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append((currency if isinstance(currency, str) else None, float(value)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,15 @@ class SentEvent:
     @property
     def lag_s(self) -> float:
         return max(0.0, (self.sent_at - self.changed_at).total_seconds())
+
+
+@dataclass(frozen=True)
+class SentValue:
+    """The `value` and `currency` params of one sent event (None when it carried none)."""
+
+    connector: str
+    currency: str | None
+    value: float | None
 
 
 @dataclass(frozen=True)
@@ -113,6 +139,21 @@ class StoreReadings:
         with self.engine.connect() as conn:
             for r in conn.execution_options(yield_per=STREAM_ROWS).execute(q):
                 yield SentEvent(r[0], r[1], ensure_utc(r[2]), ensure_utc(r[3]), bool(r[4]))
+
+    def iter_sent_values(self, start: datetime, end: datetime) -> Iterator[SentValue]:
+        """Per sent event in [start, end), the money it carried, streamed."""
+        o = s.outbox
+        q = sa.select(o.c.connector, o.c.payload).where(
+            o.c.status == Status.SENT.value,
+            o.c.sent_at.is_not(None),
+            o.c.sent_at >= start,
+            o.c.sent_at < end,
+            o.c.payload.like('%"value"%'),
+        )
+        with self.engine.connect() as conn:
+            for name, payload in conn.execution_options(yield_per=STREAM_ROWS).execute(q):
+                for currency, value in _money(payload):
+                    yield SentValue(str(name), currency, value)
 
     def client_id_counts(
         self, start: datetime, end: datetime | None = None

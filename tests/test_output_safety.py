@@ -59,7 +59,7 @@ def _row(i: int, now: datetime, to_value: str, **extra: object) -> OutboxRow:
         "event_name": LONG_EVENT,
         "payload": {
             "client_id": f"{i}.1700000000",
-            "events": [{"name": LONG_EVENT, "params": {"value": 1234567.89, "currency": "USD"}}],
+            "event": {"name": LONG_EVENT, "params": {"value": 1234567.89, "currency": "USD"}},
         },
         "record": {"Id": f"006{i}", "Name": f"Acme {TITLE_ESCAPE} {LINK_STAGE}"},
     }

@@ -90,9 +90,8 @@ def _listed_json(row: dict[str, Any]) -> dict[str, Any]:
     ever added to the request URL at the moment of sending.
     """
     payload = json.loads(row["payload"]) if row["payload"] else None
-    events = payload.get("events") if isinstance(payload, dict) else None
-    first = events[0] if isinstance(events, list) and events else None
-    params = first.get("params") if isinstance(first, dict) else None
+    event = payload.get("event") if isinstance(payload, dict) else None
+    params = event.get("params") if isinstance(event, dict) else None
     return _row_json(row) | {
         "client_id": payload.get("client_id") if isinstance(payload, dict) else None,
         "params": params,

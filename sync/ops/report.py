@@ -95,6 +95,10 @@ class ReportData:
     windows: dict[str, dict[str, int]]
     """connector -> window class -> sent events."""
     session_joinable: dict[str, int]
+    value_totals: dict[str, float] = field(default_factory=dict)
+    """Currency -> sum of the `value` param of the events sent in the period (`(none)` for
+    values sent without a currency), so revenue reported to GA4 can be checked against the
+    CRM's own totals."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,7 +148,16 @@ def build_report(store: StateStore, start: date, end: date, now: datetime) -> Re
             for name, counts in sorted(windows.items())
         },
         session_joinable=dict(sorted(joinable.items())),
+        value_totals=_value_totals(store, lo, hi),
     )
+
+
+def _value_totals(store: StateStore, lo: datetime, hi: datetime) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    for sent in store.iter_sent_values(lo, hi):
+        if sent.value is not None:
+            totals[sent.currency or "(none)"] += sent.value
+    return {currency: round(total, 2) for currency, total in sorted(totals.items())}
 
 
 def _freshness(values: list[float]) -> FreshnessFigures:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import date, timedelta
 from html import escape
 
 from ga4sync.ga4.windows import WINDOW_ORDER
@@ -42,7 +43,8 @@ def render_report(data: ReportData) -> str:
         "count on the day GA4 accepted them, skips and failures on the day they were "
         "captured.</p>",
         _totals(data),
-        "<h2>Events sent per day</h2>",
+        _money(data),
+        f"<h2>Events sent per {bucket_name(len(data.days))}</h2>",
         _events_chart(data),
         _events_table(data),
         "<h2>Freshness (CRM change &rarr; GA4 sent)</h2>",
@@ -53,6 +55,8 @@ def render_report(data: ReportData) -> str:
         _skips(data),
         "<h2>Failures</h2>",
         _failures(data),
+        "<h2>What the reasons and statuses mean</h2>",
+        _glossary(),
         f'<script type="application/json" id="report-data">{payload}</script>',
         "</body></html>",
     ]
@@ -66,6 +70,74 @@ def _totals(data: ReportData) -> str:
     return f"<table>{cells}</table>"
 
 
+def _money(data: ReportData) -> str:
+    if not data.value_totals:
+        return '<p class="muted">The events sent in this period carried no value.</p>'
+    rows = "".join(
+        f"<tr><td>{escape(currency)}</td><td class=n>{total:,.2f}</td></tr>"
+        for currency, total in data.value_totals.items()
+    )
+    return (
+        "<h2>Value sent to GA4</h2>"
+        '<p class="muted">Sum of the <code>value</code> of the events GA4 accepted in this '
+        "period, per currency.</p>"
+        f"<table><tr><th>currency</th><th>total value</th></tr>{rows}</table>"
+    )
+
+
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("sent", "GA4 accepted the event."),
+    (
+        "no_rule",
+        "The deal or lead moved between stages that no rule in the mapping file turns into a "
+        "GA4 event. Nothing is wrong; add a rule if this move matters to marketing.",
+    ),
+    (
+        "once_per_record",
+        "The same conversion was already sent for this deal or lead (for example it was won, "
+        "reopened and won again), and the rule says to count it only once.",
+    ),
+    (
+        "no_client_id",
+        "The CRM record has no Google Analytics client id, so GA4 could not tie it to a "
+        "website visit. Usually the web form did not save the `_ga` cookie into the CRM.",
+    ),
+    (
+        "bad_client_id",
+        "The client-id field holds something that is not a GA client id (an email, a name). "
+        "Check what the web form writes into that field.",
+    ),
+    (
+        "too_old",
+        "The stage change happened more than 72 hours before it could be sent; GA4 refuses "
+        "events backdated further. They can be sent dated 72 hours ago on request.",
+    ),
+    ("pending", "Captured and waiting for the next send."),
+    ("retry", "GA4 could not be reached or asked us to wait; it is sent again automatically."),
+    (
+        "unknown",
+        "The request went out but no answer came back, so GA4 may or may not have the event. "
+        "A person checks GA4 and then resends or discards it; it is never resent on its own, "
+        "to avoid counting a conversion twice.",
+    ),
+    ("dead", "Sending failed too many times; a person decides whether to resend it."),
+    (
+        "invalid",
+        "The event breaks a GA4 or mapping rule (for example a value that is not a number), "
+        "or the CRM record could not be read. The reason names the field to fix.",
+    ),
+    ("discarded", "A person decided this event must never be sent."),
+)
+"""Each skip reason and outbox status in words a marketing manager reads."""
+
+
+def _glossary() -> str:
+    rows = "".join(
+        f"<tr><th>{escape(term)}</th><td>{escape(words)}</td></tr>" for term, words in GLOSSARY
+    )
+    return f'<table class="glossary">{rows}</table>'
+
+
 def _series(data: ReportData) -> list[str]:
     """One stacked series per connector/event pair, biggest first."""
     totals: Counter[str] = Counter()
@@ -74,51 +146,90 @@ def _series(data: ReportData) -> list[str]:
     return [name for name, _ in totals.most_common()]
 
 
+CHART_WIDTH = 880
+"""The widest a chart gets, in pixels: it fits a laptop browser window and an A4 page
+printed in landscape, whatever the period."""
+DAILY_UP_TO = 62
+"""Periods up to about two months get a bar per day; longer ones a bar per week, and past
+two years a bar per month, so bars stay wide enough to read and hover."""
+WEEKLY_UP_TO = 730
+
+
+def bucket_of(day: str, days_in_period: int) -> str:
+    """The first day of the bar `day` counts in: itself, its ISO week's Monday, or its month."""
+    if days_in_period <= DAILY_UP_TO:
+        return day
+    d = date.fromisoformat(day)
+    if days_in_period <= WEEKLY_UP_TO:
+        return (d - timedelta(days=d.weekday())).isoformat()
+    return d.replace(day=1).isoformat()
+
+
+def bucket_name(days_in_period: int) -> str:
+    if days_in_period <= DAILY_UP_TO:
+        return "day"
+    return "week" if days_in_period <= WEEKLY_UP_TO else "month"
+
+
 def _events_chart(data: ReportData) -> str:
     series = _series(data)
     if not series:
         return '<p class="muted">No events were sent in this period.</p>'
-    grid: dict[tuple[str, str], int] = {}
+    n_days = len(data.days)
+    unit = bucket_name(n_days)
+    buckets = list(dict.fromkeys(bucket_of(day, n_days) for day in data.days))
+    grid: Counter[tuple[str, str]] = Counter()
     for d in data.events_per_day:
-        grid[(d.day, f"{d.connector} / {d.event}")] = d.count
-    per_day = [sum(grid.get((day, s), 0) for s in series) for day in data.days]
-    top = max(max(per_day), 1)
-    width, height, pad = max(320, 40 * len(data.days) + 60), 220, 40
-    bar = (width - pad - 10) / len(data.days)
+        grid[(bucket_of(d.day, n_days), f"{d.connector} / {d.event}")] += d.count
+    per_bucket = [sum(grid[(b, s)] for s in series) for b in buckets]
+    top = max(max(per_bucket), 1)
+    pad, height = 56, 240
+    width = min(CHART_WIDTH, max(320, 40 * len(buckets) + pad + 10))
+    bar = (width - pad - 10) / len(buckets)
+    base = height - 24
+    plot = base - 16
     shapes = [
-        f'<line x1="{pad}" y1="{height - 20}" x2="{width - 5}" y2="{height - 20}" '
-        'stroke="#5f6368"/>',
-        f'<text x="{pad - 4}" y="14" font-size="10" text-anchor="end">{top}</text>',
-        f'<text x="{pad - 4}" y="{height - 20}" font-size="10" text-anchor="end">0</text>',
+        f'<line x1="{pad}" y1="{base}" x2="{width - 5}" y2="{base}" stroke="#5f6368"/>',
+        f'<line x1="{pad}" y1="{base - plot}" x2="{pad}" y2="{base}" stroke="#5f6368"/>',
+        f'<text x="{pad - 4}" y="{base - plot + 4}" font-size="10" text-anchor="end">{top}</text>',
+        f'<text x="{pad - 4}" y="{base}" font-size="10" text-anchor="end">0</text>',
+        f'<text x="12" y="{base - plot / 2:.0f}" font-size="10" text-anchor="middle" '
+        f'transform="rotate(-90 12 {base - plot / 2:.0f})">events sent per {unit}</text>',
     ]
-    plot = height - 40
-    for i, day in enumerate(data.days):
-        x = pad + i * bar + 2
-        y = float(height - 20)
+    label_every = max(1, -(-len(buckets) // 12))
+    for i, bucket in enumerate(buckets):
+        x = pad + i * bar + 1
+        y = float(base)
         for k, name in enumerate(series):
-            count = grid.get((day, name), 0)
+            count = grid[(bucket, name)]
             if not count:
                 continue
             h = plot * count / top
             y -= h
             shapes.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 4, 1):.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(day)} {escape(name)}: '
-                f"{count}</title></rect>"
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 2, 1):.1f}" height="{h:.1f}" '
+                f'fill="{PALETTE[k % len(PALETTE)]}"><title>{unit} of {escape(bucket)} '
+                f"{escape(name)}: {count}</title></rect>"
             )
-        if len(data.days) <= 31 or i % 7 == 0:
+        if i % label_every == 0:
+            label = bucket[:7] if unit == "month" else bucket[5:]
             shapes.append(
-                f'<text x="{x + bar / 2 - 2:.1f}" y="{height - 6}" font-size="9" '
-                f'text-anchor="middle">{escape(day[5:])}</text>'
+                f'<text x="{x + bar / 2:.1f}" y="{height - 8}" font-size="9" '
+                f'text-anchor="middle">{escape(label)}</text>'
             )
     legend = "".join(
         f'<span><i style="background:{PALETTE[k % len(PALETTE)]}"></i>{escape(name)}</span>'
         for k, name in enumerate(series)
     )
+    note = (
+        f'<p class="muted">One bar per {unit}'
+        + ("" if unit == "day" else f" (labelled with its first day), over {n_days} days")
+        + ".</p>"
+    )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="events sent per day">{"".join(shapes)}</svg>'
-        f'<div class="legend">{legend}</div>'
+        f'role="img" aria-label="events sent per {unit}">{"".join(shapes)}</svg>'
+        f'<div class="legend">{legend}</div>{note}'
     )
 
 
