@@ -265,7 +265,8 @@ def test_label_in_two_pipelines_is_refused_naming_both(
     result = CliRunner().invoke(main, ["--config", str(config), "mappings", "validate"])
     assert result.exit_code == 1, result.output
     assert (
-        "deals_by_label.yaml:6:5: rules[0].to[0]: stage label `Closed won` is in 2" in result.output
+        'deals_by_label.yaml:6:5: rule 1 ("won"), to #1: stage label `Closed won` is in 2'
+        in result.output
     )
     assert "`Renewals/Closed won` or `Sales Pipeline/Closed won`" in result.output
 

@@ -69,8 +69,10 @@ def test_broken_edit_keeps_last_good_mapping_and_fix_takes_effect(
     assert len(capture.warnings) == 1
     warning = capture.warnings[0]
     assert "mapping file is broken; using the last good version" in warning
-    assert f"{mapping}:7:5: rules[0].event: event name `session_start` is reserved" in warning
-    assert f"{mapping}:8:5: rules[0].colour: unknown key `colour`" in warning
+    assert f'{mapping}:7:5: rule 1 ("won"), event: event name `session_start` is reserved' in (
+        warning
+    )
+    assert f'{mapping}:8:5: rule 1 ("won"), colour: unknown key `colour`' in warning
     events = sandbox.ga4.events()
     assert [(e["name"], e["params"]["transaction_id"]) for e in events[1:]] == [
         ("purchase", second)

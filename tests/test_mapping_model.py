@@ -254,7 +254,7 @@ def test_no_expression_can_run_code(tmp_path: Path) -> None:
     )
     problems = check_mapping(path).problems
     assert len(problems) == 1
-    assert problems[0].where == "rules[0].when[0]"
+    assert problems[0].where == "rule 1, when #1"
     assert "cannot read condition" in problems[0].message
 
 
@@ -326,9 +326,9 @@ def test_field_and_stage_names_are_checked_against_the_crm_lists(tmp_path: Path)
     )
     problems = [str(p) for p in check_mapping(path, catalog).problems]
     assert problems == [
-        f"{path}:6:21: rules[0].to[1]: unknown stage `Closed Lots`, did you mean `Closed Lost`? "
+        f"{path}:6:21: rule 1, to #2: unknown stage `Closed Lots`, did you mean `Closed Lost`? "
         "(stages come from the HubSpot properties of deals) — write `Closed Lost`",
-        f"{path}:7:12: rules[0].when[0]: unknown field `amont` on deals, did you mean `amount`? "
+        f"{path}:7:12: rule 1, when #1: unknown field `amont` on deals, did you mean `amount`? "
         "(fields come from the HubSpot properties of deals) — write `amount`",
     ]
     assert check_mapping(path).problems == []

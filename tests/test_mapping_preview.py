@@ -116,7 +116,8 @@ def test_validate_checks_field_names_against_salesforce_describe(
         (n, t.index("field") + 1) for n, t in enumerate(text.splitlines(), 1) if "lead_status" in t
     )
     assert (
-        f"{mapping}:{line}:{col}: rules[1].params.lead_status.field: unknown field `Stagename` on "
+        f'{mapping}:{line}:{col}: rule 2 ("working"), params.lead_status.field: unknown field '
+        "`Stagename` on "
         "Opportunity, did you mean `StageName`? (fields come from the Salesforce describe of "
         "Opportunity) — write `StageName`"
     ) in result.output

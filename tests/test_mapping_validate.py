@@ -27,9 +27,13 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "bad_event_name.yaml": [(6, "event name `Closed Won!` is not allowed (GA4 NAME_INVALID")],
     "bad_param_name.yaml": [(8, "param name `deal size` is not allowed")],
     "bad_param_type.yaml": [(8, "`numbr` is not one of 'number'")],
-    "bad_yaml_indentation.yaml": [(6, "not valid YAML: mapping values are not allowed here")],
-    "bad_yaml_unclosed_bracket.yaml": [(6, "flow sequence that starts at line 5")],
-    "bad_yaml_unclosed_quote.yaml": [(7, "quoted scalar that starts at line 5")],
+    "bad_yaml_indentation.yaml": [
+        (6, "not valid YAML: a `key: value` is where it cannot be: this line is indented")
+    ],
+    "bad_yaml_unclosed_bracket.yaml": [
+        (6, "the list in square brackets opened at line 5 is not closed")
+    ],
+    "bad_yaml_unclosed_quote.yaml": [(7, "the quote opened at line 5 is never closed")],
     "condition_in_without_list.yaml": [(9, "`in` needs a list in square brackets")],
     "control_character.yaml": [(5, "control character #x0007 is not allowed")],
     "csv_bad_timezone.yaml": [(7, "csv.timezone: `CET+1` is not an IANA time zone")],
@@ -42,8 +46,10 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
     "default_wrong_type.yaml": [(8, "default `n/a` is not a number")],
     "detection_typo.yaml": [(4, "did you mean `history`?")],
     "duplicate_key.yaml": [(4, "key `stage_field` appears twice")],
-    "duplicate_rule_names.yaml": [(8, "rule name `Closed` is already used by rules[0]")],
-    "duplicate_rules.yaml": [(7, "rules[1]: duplicate rule: same from/to/when as rules[0]")],
+    "duplicate_rule_names.yaml": [(8, "rule name `Closed` is already used by rule 1")],
+    "duplicate_rules.yaml": [
+        (7, 'rule 2 ("won again"): duplicate rule: same from/to/when as rule 1')
+    ],
     "empty.yaml": [(1, "the mapping file is empty")],
     "empty_client_id_field.yaml": [(3, "client_id_field: is empty (required value)")],
     "empty_rules.yaml": [(4, "rules: the list is empty")],
@@ -76,16 +82,16 @@ EXPECTED: dict[str, list[tuple[int, str]]] = {
         (6, "user property name `customer_segment_from_salesforce` is not allowed"),
     ],
     "rules_not_a_list.yaml": [(4, "rules: expected a list, got a block of keys")],
-    "stage_is_yes.yaml": [(5, "rules[0].to: a stage reads as true/false")],
-    "star_unquoted.yaml": [(5, "not valid YAML: expected alphabetic or numeric character")],
+    "stage_is_yes.yaml": [(5, "rule 1, to: a stage reads as true/false")],
+    "star_unquoted.yaml": [(5, "not valid YAML: a lone * is read as a YAML alias")],
     "stage_listed_twice.yaml": [(5, "stage `closed won` is listed twice")],
     "tabs.yaml": [(5, "tab used for indentation"), (6, "tab used for indentation")],
     "too_many_params.yaml": [(7, "26 params; GA4 keeps at most 25 per event")],
     "top_level_list.yaml": [(1, "the mapping file is not a block of keys")],
     "unknown_rule_key.yaml": [(6, "unknown key `evnt`")],
     "unknown_top_key.yaml": [(2, "unknown key `stage_feild`")],
-    "unreachable_list.yaml": [(8, "rules[1]: rule can never match: rules[0] (`closed`)")],
-    "unreachable_rule.yaml": [(8, "rules[1]: rule can never match: rules[0] (`anything`)")],
+    "unreachable_list.yaml": [(8, 'rule 2 ("lost"): rule can never match: rule 1 ("closed")')],
+    "unreachable_rule.yaml": [(8, 'rule 2 ("won"): rule can never match: rule 1 ("anything")')],
     "user_id_is_email.yaml": [(4, "user_id_field `Email` is also the email or phone field")],
     "utf16_bom.yaml": [(1, "file is saved as UTF-16")],
     "utf16_no_bom.yaml": [(1, "file is saved as UTF-16 or UTF-32 (it is full of zero bytes)")],
@@ -209,7 +215,13 @@ def test_default_is_the_mappings_folder_without_a_config(
     result = validate()
     assert result.exit_code == 1
     assert "ok mappings/lead.yaml: 6 rules, Lead.Status" in result.output
-    assert "mappings/bad.yaml:6:5: rules[0].event: event name `session_start`" in result.output
+    assert "mappings/bad.yaml:6:5: rule 1, event: event name `session_start`" in result.output
+    # Said once, with how to get the CRM check: a stage typo here would never fire.
+    note = "note: stage and field names were not checked against the CRM"
+    assert result.output.count(note) == 1
+    assert "`ga4sync --config PATH/TO/ga4sync.yaml mappings validate`" in result.output
+    offline = validate("--offline", "mappings")
+    assert offline.output.count(f"{note} (--offline)") == 1
 
 
 def test_utf8_bom_and_ga_cookie_mapping_is_fine(tmp_path: Path) -> None:
@@ -228,3 +240,21 @@ def test_explicit_paths_are_checked_even_when_the_config_is_broken(tmp_path: Pat
     without_paths = CliRunner().invoke(main, ["--config", str(config), "mappings", "validate"])
     assert without_paths.exit_code == 2
     assert f"error: {config}:" in without_paths.output
+
+
+def test_yaml_indentation_messages_are_in_plain_words_at_their_line(tmp_path: Path) -> None:
+    """PyYAML's "expected <block end>" becomes what to fix; its own words stay in brackets."""
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "object: Opportunity\nstage_field: StageName\nclient_id_field: X\nrules:\n"
+        "  - to: Won\n    event: purchase\n   params: {}\n"
+    )
+    result = validate(str(path))
+    assert result.exit_code == 1
+    (match,) = problem_lines(result.output)
+    assert (match["path"], match["line"], match["col"]) == (str(path), "7", "4")
+    assert match["what"].startswith(
+        "not valid YAML: this line is indented differently from the block it belongs to "
+        "(YAML parser: expected <block end>"
+    )
+    assert "indent it with exactly as many spaces as the lines above it" in match["what"]

@@ -66,13 +66,16 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], offline: bool) -> None
     missing = len(problems)
     checked = 0
     catalogs: dict[str, FieldCatalog | None] = {}
+    unchecked = 0
     for path in files:
         result = check_mapping(path)
         settings = _connector_for(config, path) if config else None
+        catalog = None
         if result.loaded is not None and settings is not None and not offline:
             catalog = _catalog(config, settings, result, catalogs)
             if catalog is not None:
                 result = check_mapping(path, catalog)
+        unchecked += catalog is None
         checked += 1
         problems += result.problems
         if not result.problems and result.loaded is not None:
@@ -80,6 +83,8 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], offline: bool) -> None
             click.echo(f"ok {path}: {len(m.rules)} rules, {m.object}.{m.stage_field}")
     for problem in problems:
         click.echo(str(problem))
+    if unchecked:
+        click.echo(_not_checked_note(ctx, config, offline))
     bad_files = len({p.path for p in problems})
     if problems:
         total = checked + missing
@@ -89,6 +94,23 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], offline: bool) -> None
         )
         sys.exit(1)
     click.echo(f"all {checked} mapping file{'s' if checked != 1 else ''} valid")
+
+
+def _not_checked_note(ctx: click.Context, config: Config | None, offline: bool) -> str:
+    """Said once: a file can be valid YAML and valid GA4 and still name a stage the CRM
+    does not have, and then its rule silently never fires."""
+    head = "note: stage and field names were not checked against the CRM"
+    if offline:
+        return f"{head} (--offline)"
+    if config is None:
+        return (
+            f"{head} (no config file at {ctx.obj['config_path']}); to check them, run "
+            "`ga4sync --config PATH/TO/ga4sync.yaml mappings validate`"
+        )
+    return (
+        f"{head} for files no connector in {config.path} uses (or whose CRM could not be "
+        "asked); name them in a connector's `mapping:` to check them"
+    )
 
 
 def _config_if_present(ctx: click.Context, *, required: bool) -> Config | None:

@@ -55,8 +55,13 @@ def _conditions_key(rule: Rule) -> frozenset[str]:
     return frozenset(" ".join(c.split()).lower() for c in rule.when)
 
 
+def rule_ref(index: int, name: object = None) -> str:
+    """A rule as an editor counts it: `rule 3 ("won")` is the third `- ` under `rules:`."""
+    return f"rule {index + 1}" + (f' ("{name}")' if isinstance(name, str) and name else "")
+
+
 def _ref(index: int, rule: Rule) -> str:
-    return f"rules[{index}]" + (f" (`{rule.name}`)" if rule.name else "")
+    return rule_ref(index, rule.name)
 
 
 def check_rules_together(rules: list[tuple[int, Rule]]) -> list[Finding]:
@@ -71,7 +76,7 @@ def check_rules_together(rules: list[tuple[int, Rule]]) -> list[Finding]:
             out.append(
                 Finding(
                     ("rules", j, "name"),
-                    f"rule name `{rule.name}` is already used by rules[{named[key]}]",
+                    f"rule name `{rule.name}` is already used by {rule_ref(named[key])}",
                     "rule names identify rules in reports and errors",
                     "give each rule its own name",
                 )
@@ -104,7 +109,7 @@ def check_rules_together(rules: list[tuple[int, Rule]]) -> list[Finding]:
                         f"rule can never match: {_ref(i, earlier)} has no `when` and already "
                         "catches every move this rule describes",
                         "the first matching rule wins",
-                        f"move this rule above rules[{i}], or narrow rules[{i}]'s from/to",
+                        f"move this rule above rule {i + 1}, or narrow rule {i + 1}'s from/to",
                     )
                 )
                 break

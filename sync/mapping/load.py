@@ -7,7 +7,8 @@ daemon accepts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ga4sync.mapping.checks import (
     check_rules_together,
     check_stages,
     field_refs,
+    rule_ref,
 )
 from ga4sync.mapping.conditions import Condition, ConditionSyntaxError, parse_condition
 from ga4sync.mapping.ga4_checks import check_rule, check_user_properties
@@ -66,10 +68,7 @@ def check_mapping(path: str | Path, catalog: FieldCatalog | None = None) -> Mapp
     except YamlSourceError as exc:
         return MappingCheck(
             shown,
-            [
-                Problem(shown, ln, col, "", msg, "file format", _yaml_hint(msg))
-                for ln, col, msg in exc.spots
-            ],
+            [Problem(shown, ln, col, "", *_plain_yaml(msg)) for ln, col, msg in exc.spots],
         )
     if not isinstance(doc.data, dict):
         what = "empty" if doc.data is None else "not a block of keys"
@@ -97,21 +96,87 @@ def check_mapping(path: str | Path, catalog: FieldCatalog | None = None) -> Mapp
         findings += check_fields(field_refs(model), catalog)
         findings += check_stages(list(enumerate(model.rules)), catalog)
     problems += [problem_at(doc, f.loc, f.message, f.rule, f.suggestion) for f in findings]
+    problems = [_editor_numbering(p, doc.data) for p in problems]
     problems.sort(key=lambda p: (p.line, p.column))
     if problems or model is None:
         return MappingCheck(shown, problems)
     return MappingCheck(shown, [], LoadedMapping(shown, model, doc.sha256[:16], conditions, doc))
 
 
-def _yaml_hint(message: str) -> str:
-    """The usual cause of YAML's more cryptic messages, in a mapping file."""
-    if "while scanning an alias" in message:
-        return 'a lone * means "alias" in YAML; to match any stage write "*" in quotes'
-    if "mapping values are not allowed here" in message:
-        return "check the indentation of this line, or put a value containing `: ` in quotes"
-    if "found character '\\t'" in message:
-        return "replace the tab with spaces"
-    return ""
+_YAML_WORDS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (
+        re.compile(r"mapping values are not allowed here"),
+        "a `key: value` is where it cannot be: this line is indented more or less than the "
+        "lines it belongs with, or its value contains `: `",
+        "line it up with the keys above it (same number of spaces), or put the value in quotes",
+    ),
+    (
+        re.compile(r"expected <block end>, but found|expected '<document start>', but found"),
+        "this line is indented differently from the block it belongs to",
+        "indent it with exactly as many spaces as the lines above it at the same level",
+    ),
+    (
+        re.compile(r"found character '\\t' that cannot start any token"),
+        "a tab is used here; YAML files may only use spaces",
+        "replace the tab with spaces",
+    ),
+    (
+        re.compile(r"expected ',' or '\]'.*flow sequence that starts at line (\d+)"),
+        "the list in square brackets opened at line {0} is not closed",
+        "end the list with `]` on the same line, or quote the text containing [ or ]",
+    ),
+    (
+        re.compile(r"expected ',' or '\}'.*flow mapping that starts at line (\d+)"),
+        "the block in curly braces opened at line {0} is not closed",
+        "end it with `}`, or quote the text containing { or }",
+    ),
+    (
+        re.compile(r"end of stream.*quoted scalar that starts at line (\d+)"),
+        "the quote opened at line {0} is never closed",
+        "add the closing quote at the end of that value",
+    ),
+    (
+        re.compile(r"while scanning an alias"),
+        "a lone * is read as a YAML alias",
+        'to match any stage write "*" in quotes',
+    ),
+)
+"""PyYAML's parser words -> what a sales-ops person reads: what is wrong and how to fix it."""
+
+
+def _plain_yaml(message: str) -> tuple[str, str, str]:
+    """(message, rule, suggestion) for a YAML reading problem.
+
+    PyYAML's own words ("mapping values are not allowed here") stay in the rule part in
+    parentheses, so the line still matches what a search engine or a colleague knows."""
+    parser_words = message.removeprefix("not valid YAML: ")
+    for pattern, words, fix in _YAML_WORDS:
+        found = pattern.search(parser_words)
+        if found:
+            return (
+                f"not valid YAML: {words.format(*found.groups())}",
+                f"YAML parser: {parser_words}",
+                fix,
+            )
+    return message, "file format", ""
+
+
+def _editor_numbering(problem: Problem, data: object) -> Problem:
+    """`rules[2].when[0]` -> `rule 3 ("won"), when #1`: counted from 1 as an editor counts the
+    `- ` items, and named, so the problem is found without counting list items from zero."""
+    found = _RULE_WHERE.match(problem.where)
+    if not found:
+        return problem
+    index = int(found.group(1))
+    raw = data.get("rules") if isinstance(data, dict) else None
+    item = raw[index] if isinstance(raw, list) and index < len(raw) else None
+    name = item.get("name") if isinstance(item, dict) else None
+    rest = re.sub(r"\[(\d+)\]", lambda m: f" #{int(m.group(1)) + 1}", found.group(2))
+    where = rule_ref(index, name) + (f", {rest.lstrip('.')}" if rest else "")
+    return replace(problem, where=where)
+
+
+_RULE_WHERE = re.compile(r"^rules\[(\d+)\](.*)$")
 
 
 def _check_parts(
