@@ -87,7 +87,9 @@ class OutboxAdmin:
         (nor their stored CRM records) into memory at once.
         """
         o = s.outbox
-        left_out = ("record_json",) if with_payload else ("record_json", "payload")
+        left_out = {"record_json"} if with_payload else {"record_json", "payload"}
+        if self.version < s.SEND_STARTED_VERSION:
+            left_out.add("send_started_at")  # an older store, read as it is
         columns = [c for c in o.c if c.name not in left_out]
         q = self._outbox_filter(sa.select(*columns), statuses, connector)
         q = q.order_by(o.c.changed_at, o.c.key)

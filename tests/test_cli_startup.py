@@ -72,3 +72,19 @@ def test_config_after_the_subcommand_is_the_config_used(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"config file {missing} not found" in result.stderr
+
+
+def test_a_reader_that_goes_away_is_not_reported_as_a_bug() -> None:
+    """`ga4sync mappings validate mappings/ | head -1`: the pipe closes; no error, no traceback."""
+    mappings = Path(__file__).resolve().parent.parent / "mappings"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ga4sync", "mappings", "validate", str(mappings)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before ga4sync writes a line
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "unexpected" not in stderr and "Traceback" not in stderr, stderr

@@ -277,6 +277,7 @@ def test_older_database_is_listed_as_it_is_and_gains_the_send_started_column(
     reader = StateStore.open_read_only(state_url)
     try:
         assert [r["key"] for r in reader.list_outbox()] == ["k00000"]
+        assert [r["key"] for r in reader.iter_outbox_summary()] == ["k00000"]  # outbox list
     finally:
         reader.close()
     store = StateStore.open(state_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -111,6 +112,11 @@ class Ga4SyncGroup(LazyGroup):
             sys.exit(2)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click prints usage errors itself and sets the exit code
+        except BrokenPipeError:
+            # `ga4sync outbox list | head`: the reader left; say nothing more (Python's advice:
+            # point stdout at devnull so the final flush cannot raise again).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - the last line of defence for secrets
             _state_error_exit(exc)
             log.debug("unexpected error, traceback follows", exc_info=True)
