@@ -275,7 +275,7 @@ def test_a_refused_field_names_the_line_of_the_mapping_in_use_not_the_file_on_di
     for report in (first, second):
         assert report.status == "failed"
         assert f"{mapping}:{line}:" in (report.error or ""), report.error
-        assert "rules[0].params.lead_source.field: Salesforce has no field `Lead_Sourse__c`" in (
+        assert 'rule 1 ("qualified"), params.lead_source.field: Salesforce has no field' in (
             report.error or ""
         )
     assert any("using the last good version" in w for w in second.warnings)

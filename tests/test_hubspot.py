@@ -257,7 +257,7 @@ def test_label_in_two_pipelines_is_refused_naming_both(
     capture = engine.run_once().captures[0]
     assert capture.status == "failed"
     error = capture.error or ""
-    assert "deals_by_label.yaml:6:5: rules[0].to" in error
+    assert "deals_by_label.yaml:6:5: rule 1" in error and ", to" in error
     assert "`Sales Pipeline` (id closedwon)" in error and "`Renewals` (id 1002)" in error
     assert "`Sales Pipeline/Closed won` or `Renewals/Closed won`" in error
     # `mappings validate` says so too, before a daemon ever runs the mapping.

@@ -73,5 +73,5 @@ def test_every_ambiguous_place_is_reported_with_its_line(tmp_path: Path) -> None
         canonical_stages(load_mapping(path), VOCAB)
     problems = caught.value.problems
     assert len(problems) == 2
-    assert problems[0].startswith(f"{path}:6:5: rules[0].to: stage label `Closed won` is in 2")
-    assert problems[1].startswith(f"{path}:9:24: rules[1].from: stage label `Closed won`")
+    assert problems[0].startswith(f'{path}:6:5: rule 1 ("a"), to: stage label `Closed won` is in 2')
+    assert problems[1].startswith(f'{path}:9:24: rule 2 ("b"), from: stage label `Closed won`')

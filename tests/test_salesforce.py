@@ -239,7 +239,7 @@ def test_unknown_field_names_the_mapping_line(
     report = engine.capture("salesforce")
     assert report.status == "failed"
     assert f"{mapping}:{line}:" in (report.error or "")
-    assert "rules[0].params.lead_source.field" in (report.error or "")
+    assert 'rule 1 ("qualified"), params.lead_source.field' in (report.error or "")
     assert "no field `Lead_Sourse__c` on Opportunity (INVALID_FIELD)" in (report.error or "")
     assert engine.store.list_outbox() == []
 

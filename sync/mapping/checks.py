@@ -60,6 +60,25 @@ def rule_ref(index: int, name: object = None) -> str:
     return f"rule {index + 1}" + (f' ("{name}")' if isinstance(name, str) and name else "")
 
 
+def editor_location(loc: tuple[str | int, ...], rule_names: list[str | None]) -> str:
+    """`("rules", 2, "when", 0)` -> `rule 3 ("won"), when #1`; other places dotted as before.
+
+    Every message about a mapping, from validate or from a run, counts rules as the file's
+    reader does (from 1, by name), so the two never point at different rules.
+    """
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        index = loc[1]
+        name = rule_names[index] if index < len(rule_names) else None
+        rest = ""
+        for part in loc[2:]:
+            rest += f" #{part + 1}" if isinstance(part, int) else (f".{part}" if rest else part)
+        return rule_ref(index, name) + (f", {rest}" if rest else "")
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _ref(index: int, rule: Rule) -> str:
     return rule_ref(index, rule.name)
 

@@ -172,7 +172,7 @@ class Rule(BaseModel):
         return list(self.to)
 
     def label(self, index: int) -> str:
-        return self.name or f"rules[{index}] ({self.event})"
+        return self.name or f"rule {index + 1} ({self.event})"
 
     def sends_once(self) -> bool:
         if self.once_per_record is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ga4sync.connectors.errors import UnknownCrmField, UnknownCrmObject
 from ga4sync.core.errors import MappingError
-from ga4sync.mapping.checks import field_refs
+from ga4sync.mapping.checks import editor_location, field_refs
 from ga4sync.mapping.load import LoadedMapping
 
 Loc = tuple[str | int, ...]
@@ -37,11 +37,4 @@ def _object_problem(exc: UnknownCrmObject, mapping: LoadedMapping) -> str:
 def _where(mapping: LoadedMapping, loc: Loc) -> str:
     """`file:line:col: dotted.key` (just the file when the mapping has no positions)."""
     place = mapping.document.where(loc) if mapping.document is not None else mapping.path
-    return f"{place}: {_dotted(loc)}"
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return f"{place}: {editor_location(loc, [r.name for r in mapping.model.rules])}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from ga4sync.connectors.base import Connector
 from ga4sync.connectors.catalog import StageOption, StageVocabulary
 from ga4sync.core.errors import MappingError
+from ga4sync.mapping.checks import rule_ref
 from ga4sync.mapping.load import LoadedMapping
 from ga4sync.mapping.model import Rule
 
@@ -69,7 +70,9 @@ def canonical_stages(
                     out.append(value)
                     continue
                 found = lookup(vocabulary, value)
-                where = f"{_where(mapping, ('rules', i, kind, j))}: rules[{i}].{kind}"
+                where = (
+                    f"{_where(mapping, ('rules', i, kind, j))}: {rule_ref(i, rule.name)}, {kind}"
+                )
                 if len(found.matches) == 1:
                     out.append(found.matches[0].id)
                 elif not found.matches:
