@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def test_postgres_connections_dropped_mid_run(
 ) -> None:
     if not state_url.startswith("postgresql"):
         pytest.skip("pg_terminate_backend is PostgreSQL's")
-    app = f"ga4sync_victim_{tmp_path.name[-8:]}"
+    app = f"ga4sync_victim_{uuid.uuid4().hex[:12]}"
     sandbox.salesforce.default_page_size = 200
     sandbox.seed(count=120, seed=8)
     sandbox.ga4.set_faults(Faults(latency_ms=30))
@@ -129,20 +130,22 @@ def test_postgres_connections_dropped_mid_run(
         stop.set()
         thread.join()
     output = out.read_text()
-    assert terminated > 0, "no connection was terminated; the test proved nothing"
+    assert terminated > 0, "no connection was terminated; the test proved nothing\n" + output
     assert rc in (0, 1), output
     assert "Traceback" not in output, output
 
     store = StateStore.open(state_url)
     try:
+        later: list[str] = []
         for _ in range(5):  # clean runs finish the work; killed claims turn unknown
-            subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120)
-            if settled(store):
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            later.append(f"rc={done.returncode}\n{done.stdout}{done.stderr}")
+            if done.returncode == 0 and settled(store):
                 break
             time.sleep(2.1)
         report = ChaosReport()
         verify(sandbox, store, config, report)
-        assert report.problems == []
+        assert report.problems == [], output + "\n---\n".join(later)
         assert report.sent > 0
     finally:
         store.close()
