@@ -11,12 +11,15 @@ import os
 import pty
 import select
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import click
 import yaml
 from click.testing import CliRunner, Result
 from ga4sync.cli import main
@@ -291,3 +294,55 @@ def test_run_shows_progress_on_a_terminal_and_never_in_a_pipe(
     assert piped.returncode == 0, piped.stderr
     assert "deliver to GA4" not in piped.stdout + piped.stderr
     assert "GA4: sent" in piped.stdout
+
+
+def test_daemon_logs_one_line_per_scheduled_run_at_its_default_level(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    sandbox.seed(count=5, seed=3)
+    config = sandbox.write_config(state_url=state_url)
+    doc = yaml.safe_load(config.read_text())
+    doc["connectors"][0]["every"] = "1s"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    log = tmp_path / "daemon.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ga4sync", "--config", str(config), "daemon"],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and log.read_text().count("salesforce: ok;") < 2:
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+    runs = [ln for ln in log.read_text().splitlines() if "salesforce: ok; captured" in ln]
+    assert len(runs) >= 2, log.read_text()
+    assert " INFO " in runs[0] and "GA4 sent" in runs[0]
+
+
+# -- 7. help texts -----------------------------------------------------------------------------
+def _command_paths(group: click.Group, ctx: click.Context, prefix: list[str]) -> list[list[str]]:
+    paths = [prefix]
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            paths += _command_paths(command, ctx, [*prefix, name])
+        else:
+            paths.append([*prefix, name])
+    return paths
+
+
+def test_every_help_text_is_whole_and_names_no_source_code() -> None:
+    ctx = click.Context(main)
+    paths = _command_paths(main, ctx, [])
+    assert ["mappings", "preview"] in paths and ["outbox", "show"] in paths
+    for path in paths:
+        result = CliRunner().invoke(main, [*path, "--help"], terminal_width=80)
+        assert result.exit_code == 0, (path, result.output)
+        for line in result.output.splitlines()[1:]:  # after "Usage: ... [ARGS]..."
+            assert len(line) <= 80, (path, line)
+            assert not line.rstrip().endswith("..."), (path, line)  # a cut sentence
+            assert ".py" not in line and "sync/" not in line, (path, line)

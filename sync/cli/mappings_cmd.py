@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from ga4sync.cli.display import cell, printable
+from ga4sync.cli.help_format import HelpGroup
 from ga4sync.connectors.registry import AnyConnectorSettings
 from ga4sync.core.durations import format_duration, parse_duration
 from ga4sync.core.errors import ConfigError, ConnectorError
@@ -36,7 +37,7 @@ from rich.text import Text
 MAPPING_SUFFIXES = (".yaml", ".yml")
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def mappings() -> None:
     """Check mapping files and preview what they would send."""
 
