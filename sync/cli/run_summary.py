@@ -148,14 +148,14 @@ def summarize_run(
 def capture_table(captures: list[CaptureSummary]) -> Table:
     table = Table(title="Capture", title_justify="left")
     table.add_column("connector", no_wrap=True)
-    columns = ("result", "seen", "new", "already", "to send", "skipped", "invalid", "calls")
+    # seen (= new + already) is in the JSON; one column less keeps the table in 80 columns.
+    columns = ("result", "new", "already", "to send", "skipped", "invalid", "calls")
     for col in columns:
         table.add_column(col, no_wrap=True, justify="left" if col == "result" else "right")
     for c in captures:
         table.add_row(
             cell(c.connector),
             cell(c.status),
-            str(c.seen),
             str(c.new),
             str(c.already_in_outbox),
             str(c.to_send),
