@@ -7,14 +7,16 @@ live claim (or will become `unknown` when its lease runs out).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from ga4sync.core.model import Status
 from ga4sync.state import schema as s
+from ga4sync.state.sql import to_json
 from sqlalchemy.engine import Engine
 
 RESOLVED = (Status.SENT, Status.SKIPPED, Status.INVALID, Status.DISCARDED, Status.DEAD)
@@ -202,6 +204,82 @@ class OutboxAdmin:
                 "reason": reason,
             },
         )
+
+    def requeue_too_old(
+        self,
+        connectors: Sequence[str],
+        now: datetime,
+        *,
+        scope: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> int:
+        """Queue rows skipped `too_old` again, to be sent at now-72h (`--old-events clamp`).
+
+        A person asked for it, so this covers rows earlier runs skipped: without it the advice
+        "use --old-events clamp" did nothing for them (they are already in the outbox, and a
+        re-read is a duplicate). Such a row was never sent: the 72 h check comes before any
+        request. Each row gets `crm_changed_at` in its stored params, which is also what tells
+        delivery to send it clamped, whichever process (a daemon set to `skip`) claims it.
+        once_per_record still holds: a row whose event was sent (or is on its way) for the
+        record stays skipped, and of several such rows only the earliest goes.
+        """
+        o = s.outbox
+        other = o.alias("other")
+        taken = sa.exists(
+            sa.select(other.c.key).where(
+                other.c.once_key == o.c.once_key,
+                other.c.status.in_([st.value for st in ONCE_BLOCKING]),
+            )
+        )
+        where = [
+            o.c.status == Status.SKIPPED.value,
+            o.c.reason.like("too_old:%"),
+            o.c.payload.is_not(None),
+            o.c.connector.in_(list(connectors)),
+            sa.or_(o.c.once_key.is_(None), ~taken),
+        ]
+        if scope is not None:
+            where.append(o.c.scope == scope)
+        if start is not None:
+            where.append(o.c.changed_at >= start)
+        if end is not None:
+            where.append(o.c.changed_at < end)
+        query = sa.select(o.c.key, o.c.payload, o.c.changed_at, o.c.once_key).where(*where)
+        once_seen: set[str] = set()
+        changed = 0
+        with self.engine.begin() as conn:
+            for row in conn.execute(query.order_by(o.c.changed_at, o.c.key)).all():
+                if row.once_key is not None:
+                    if row.once_key in once_seen:
+                        continue
+                    once_seen.add(row.once_key)
+                changed += self._requeue_one(conn, row.key, row.payload, row.changed_at, now)
+        return changed
+
+    def _requeue_one(
+        self, conn: sa.Connection, key: str, payload: str, changed_at: datetime, now: datetime
+    ) -> int:
+        o = s.outbox
+        doc = json.loads(payload)
+        event = doc.setdefault("event", {})
+        params = event.setdefault("params", {})
+        when = changed_at if changed_at.tzinfo else changed_at.replace(tzinfo=UTC)
+        params.setdefault("crm_changed_at", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        result = conn.execute(
+            sa.update(o)
+            .where(o.c.key == key, o.c.status == Status.SKIPPED.value)
+            .values(
+                status=Status.PENDING.value,
+                payload=to_json(doc),
+                next_attempt_at=now,
+                updated_at=now,
+                claim_token=None,
+                lease_until=None,
+                reason="was too_old; queued again to send at now-72h (--old-events clamp)",
+            )
+        )
+        return int(result.rowcount or 0)
 
     def discard(self, keys: Sequence[str], now: datetime, reason: str) -> int:
         o = s.outbox

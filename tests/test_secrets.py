@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from ga4sync.cli import main
-from ga4sync.cli.common import delivery_line
+from ga4sync.cli.run_summary import delivery_line, delivery_summary
 from ga4sync.core.clock import ManualClock
 from ga4sync.core.model import Status
 from ga4sync.pipeline.delivery import Delivery, DeliverySettings
@@ -108,7 +108,7 @@ def test_secret_never_leaks_from_failed_deliveries(
             texts.append(repr(client))
             d = Delivery(store, client, clock, DeliverySettings(workers=4), on_outcome=remember)
             report = d.run()
-            texts += [repr(report), delivery_line(report)]
+            texts += [repr(report), delivery_line(delivery_summary(report))]
             debug = client.debug({"client_id": "1.2", "events": [{"name": "x"}]})
             texts.append(repr(debug))
             client.close()

@@ -151,7 +151,8 @@ def unexpected_error_line(exc: Exception) -> str:
     default="WARNING",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="How much to log (to stderr); INFO shows each run.",
+    help="How much to log (to stderr). The daemon logs at INFO unless told (a line per "
+    "run); the other commands at WARNING.",
 )
 @click.option(
     "--log-format",

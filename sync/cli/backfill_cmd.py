@@ -7,10 +7,13 @@ backfill is not done, so it never exits 0: a Kubernetes Job or systemd unit rest
 
 from __future__ import annotations
 
+import shlex
 import sys
+from datetime import UTC, datetime
 
 import click
 from ga4sync.cli.common import console, open_config, open_store
+from ga4sync.cli.display import cell, printable
 from ga4sync.cli.signals import restore_signals, stop_on_signals
 from ga4sync.core.clock import SystemClock
 from ga4sync.core.model import Status
@@ -26,6 +29,7 @@ from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.engine import CaptureReport, Engine
 from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.state.store import ClaimedRow
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -60,11 +64,26 @@ progress_console = Console(stderr=True)
     default="skip",
     show_default=True,
     help="Events older than GA4's 72 h window: skip them (reported), or send them at "
-    "now-72h with the CRM time in the `crm_changed_at` param.",
+    "now-72h with the CRM time in the `crm_changed_at` param; clamp also sends those an "
+    "earlier pass of the same window skipped.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the summary as one JSON object on stdout, for scripts (keys in README).",
 )
 @click.pass_context
 def backfill(
-    ctx: click.Context, connector: str, start: str, end: str, dry_run: bool, old_events: str
+    ctx: click.Context,
+    connector: str,
+    start: str,
+    end: str,
+    dry_run: bool,
+    old_events: str,
+    fmt: str,
 ) -> None:
     """Send one connector's stage changes in a past window, beside a running daemon.
 
@@ -81,22 +100,101 @@ def backfill(
         old_events="clamp" if old_events == "clamp" else "skip",
     )
     if dry_run:
-        _print_dry_run(dry_run_report(config, request))
+        report = dry_run_report(config, request)
+        if fmt == "json":
+            click.echo(dry_run_json(report).model_dump_json())
+        else:
+            _print_dry_run(report)
         return
     config.old_events = request.old_events
     store = open_store(config)
     engine = Engine(config, store)
+    requeued = 0
     previous = stop_on_signals(engine.stop_event)
     try:
+        if request.old_events == "clamp":
+            # A person asked to send this window's old events: those an earlier pass skipped
+            # as too_old are in the outbox already, so capture alone would never send them.
+            requeued = store.requeue_too_old([connector], datetime.now(UTC), scope=request.scope)
         summary = _run_with_progress(Backfill(engine, request))
     finally:
         restore_signals(previous)
         engine.close()
         store.close()
-    _print_summary(summary)
-    if summary.stopped:
-        sys.exit(130)
-    sys.exit(0 if summary.ok else 1)
+    code = 130 if summary.stopped else (0 if summary.ok else 1)
+    if fmt == "json":
+        click.echo(summary_json(summary, requeued, code).model_dump_json(by_alias=True))
+    else:
+        clamp = ["ga4sync", "--config", ctx.obj["config_path"], "backfill"]
+        clamp += ["--connector", connector, "--from", start, "--to", end]
+        _print_summary(summary, requeued, [*clamp, "--old-events", "clamp"])
+    sys.exit(code)
+
+
+class BackfillJson(BaseModel):
+    """`backfill --format json`; keys documented in README.md, only ever added to."""
+
+    connector: str
+    scope: str
+    capture_status: str
+    capture_error: str | None
+    captured: int
+    already_in_outbox: int
+    requeued_too_old: int
+    sent: int
+    skipped: dict[str, int]
+    failed: dict[str, int]
+    waiting: int
+    interrupted: bool
+    ok: bool
+    exit_code: int
+    from_: str = Field(serialization_alias="from")
+    to: str
+
+
+def summary_json(s: BackfillSummary, requeued: int, code: int) -> BackfillJson:
+    return BackfillJson(
+        connector=s.request.connector,
+        scope=s.request.scope,
+        capture_status=s.capture_status,
+        capture_error=s.capture_error,
+        captured=s.captured,
+        already_in_outbox=s.already,
+        requeued_too_old=requeued,
+        sent=s.sent,
+        skipped=dict(sorted(s.skipped.items())),
+        failed={str(k): v for k, v in sorted(s.failed.items())},
+        waiting=s.waiting,
+        interrupted=s.stopped,
+        ok=code == 0,
+        exit_code=code,
+        from_=s.request.start.isoformat(),
+        to=s.request.end.isoformat(),
+    )
+
+
+class DryRunJson(BaseModel):
+    dry_run: bool
+    connector: str
+    transitions: int
+    would_send: int
+    already_in_outbox: int
+    skipped: dict[str, int]
+    invalid: int
+    reasons: list[str]
+
+
+def dry_run_json(r: DryRunReport) -> DryRunJson:
+    return DryRunJson(
+        dry_run=True,
+        connector=r.request.connector,
+        transitions=r.transitions,
+        would_send=r.would_send,
+        already_in_outbox=r.already,
+        skipped=dict(sorted(r.skipped.items())),
+        invalid=r.invalid,
+        reasons=list(r.reasons),
+    )
 
 
 def dry_run_report(config: Config, request: BackfillRequest) -> DryRunReport:
@@ -146,10 +244,16 @@ def _run_with_progress(job: Backfill) -> BackfillSummary:
     return summary
 
 
-def _print_summary(s: BackfillSummary) -> None:
-    console.print(f"Backfill {s.request.describe()}  (scope {s.request.scope})", markup=False)
+def _print_summary(s: BackfillSummary, requeued: int, clamp_command: list[str]) -> None:
+    console.print(
+        f"Backfill {printable(s.request.describe())}  (scope {s.request.scope})", markup=False
+    )
+    if requeued:
+        console.print(
+            f"queued again {requeued} events an earlier pass skipped as too_old", markup=False
+        )
     if s.capture_error:
-        console.print(f"capture {s.capture_status}: {s.capture_error}", markup=False)
+        console.print(f"capture {s.capture_status}: {printable(s.capture_error)}", markup=False)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -174,9 +278,11 @@ def _print_summary(s: BackfillSummary) -> None:
     console.print(table)
     if s.skipped.get("too_old"):
         console.print(
-            "too_old: older than GA4's 72 h backdating window; --old-events clamp sends them "
-            "at now-72h with the CRM time in `crm_changed_at`.",
+            "too_old: older than GA4's 72 h backdating window, not sent. To send them at "
+            "now-72h with the CRM time in `crm_changed_at`, run:\n  " + shlex.join(clamp_command),
             markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
     if s.stopped:
         console.print("interrupted: run the same command again to continue.", markup=False)
@@ -189,7 +295,10 @@ def _print_dry_run(r: DryRunReport) -> None:
         table.add_column(col, no_wrap=col != "stage", overflow="fold")
     for w in r.sample:
         table.add_row(
-            w.record_id, w.changed_at.strftime("%Y-%m-%d %H:%M"), w.to_value, w.event_name
+            cell(w.record_id),
+            w.changed_at.strftime("%Y-%m-%d %H:%M"),
+            cell(w.to_value),
+            cell(w.event_name),
         )
     if r.sample:
         console.print(table)
@@ -200,4 +309,4 @@ def _print_dry_run(r: DryRunReport) -> None:
     console.print(f"would skip {sum(r.skipped.values())}: {skipped}", markup=False)
     console.print(f"invalid {r.invalid}", markup=False)
     for reason in r.reasons:
-        console.print(f"  {reason}", markup=False)
+        console.print(f"  {printable(reason)}", markup=False)

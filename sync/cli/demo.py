@@ -9,7 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
-from ga4sync.cli.common import console, print_run
+from ga4sync.cli.common import console, errors
+from ga4sync.cli.display import cell
+from ga4sync.cli.run_summary import print_run, summarize_run
 from ga4sync.pipeline.config import load_config
 from ga4sync.pipeline.engine import Engine, RunReport
 from ga4sync.sandbox.runner import SandboxEnvironment
@@ -32,11 +34,11 @@ def sent_table(store: StateStore, keys: list[str], title: str) -> Table:
             f"{params['value']} {params.get('currency', '')}".strip() if "value" in params else ""
         )
         table.add_row(
-            row["record_id"],
-            f"{row['from_value'] or '(new)'} -> {row['to_value']}",
+            cell(row["record_id"]),
+            cell(f"{row['from_value'] or '(new)'} -> {row['to_value']}"),
             row["changed_at"].strftime("%m-%d %H:%M"),
-            row["event_name"] or "",
-            value,
+            cell(row["event_name"] or ""),
+            cell(value),
         )
     return table
 
@@ -121,7 +123,7 @@ def _demo(workdir: Path, records: int, seed: int) -> bool:
 
 
 def _show(store: StateStore, report: RunReport, title: str) -> None:
-    print_run(report)
+    print_run(summarize_run(report, None), console, errors, clamp_command=[])
     if report.delivery.sent_keys:
         console.print(sent_table(store, report.delivery.sent_keys, title))
     else:

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import IO
 
 import click
+from ga4sync.cli.help_format import HelpGroup
 from ga4sync.ga4.rules import Mode, NotJson, debug_response, validate_body
 
 MODES = {"relaxed": Mode.RELAXED, "enforce": Mode.ENFORCE}
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def ga4() -> None:
     """GA4 Measurement Protocol tools."""
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from ga4sync.cli.display import cell, printable
+from ga4sync.cli.help_format import HelpGroup
 from ga4sync.connectors.registry import AnyConnectorSettings
 from ga4sync.core.durations import format_duration, parse_duration
 from ga4sync.core.errors import ConfigError, ConnectorError
@@ -30,11 +32,12 @@ from ga4sync.pipeline.preview import (
 )
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 MAPPING_SUFFIXES = (".yaml", ".yml")
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def mappings() -> None:
     """Check mapping files and preview what they would send."""
 
@@ -226,7 +229,7 @@ def preview(
     except ConnectorError as exc:
         raise ConfigError(f"connector {settings.name}: {exc}") from None
     for warning in found.warnings:
-        click.echo(f"warning: {settings.name}: {warning}", err=True)
+        click.echo(f"warning: {settings.name}: {printable(warning)}", err=True)
     rows = found.rows
     lines = summarize(rows)
     header = {
@@ -243,7 +246,7 @@ def preview(
     elif fmt == "json":
         _emit(to_json(header, lines, rows), out)
     else:
-        title = (
+        title = printable(
             f"Preview of {connector_name} ({loaded.model.object}.{loaded.model.stage_field}), "
             f"last {format_duration(window_size)}: {len(rows)} transitions. "
             "Nothing was sent or recorded."
@@ -252,11 +255,12 @@ def preview(
 
 
 def _table(title: str, lines: list[PreviewLine], rows: list[PreviewRow]) -> Table:
-    table = Table(title=title, title_justify="left", show_footer=True)
+    table = Table(title=Text(title), title_justify="left", show_footer=True)
     totals = {k: sum(ln.count for ln in lines if ln.outcome == k) for k in ("send", "skip")}
     invalid = sum(ln.count for ln in lines if ln.outcome == "invalid")
-    table.add_column("from", footer="total")
-    table.add_column("to")
+    # Stage names are never cut: they are what a person matches against the mapping.
+    table.add_column("from", footer="total", overflow="fold")
+    table.add_column("to", overflow="fold")
     table.add_column("result")
     table.add_column("GA4 event / reason")
     table.add_column("rule")
@@ -267,15 +271,15 @@ def _table(title: str, lines: list[PreviewLine], rows: list[PreviewRow]) -> Tabl
         overflow="fold",
     )
     style = {"send": "green", "skip": "yellow", "invalid": "red"}
-    for ln in lines:
+    for ln in lines:  # CRM text: shown literally, never read as markup (display.py)
         table.add_row(
-            ln.from_value,
-            ln.to_value,
-            f"[{style.get(ln.outcome, '')}]{ln.outcome}[/]",
-            ln.result,
-            ln.rule,
+            cell(ln.from_value),
+            cell(ln.to_value),
+            cell(ln.outcome, style.get(ln.outcome, "")),
+            cell(ln.result),
+            cell(ln.rule),
             str(ln.count),
-            ln.example,
+            cell(ln.example),
         )
     return table
 

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from ga4sync.cli.common import open_config, open_store
 from ga4sync.cli.display import printable
+from ga4sync.cli.help_format import HelpGroup
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
 from ga4sync.state.store import StateStore
@@ -99,7 +100,7 @@ def _listed_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def outbox() -> None:
     """Every captured transition and what happened to it."""
 

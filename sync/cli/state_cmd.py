@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import click
 from ga4sync.cli.common import open_config, open_store
+from ga4sync.cli.help_format import HelpGroup
 from ga4sync.core.clock import ensure_utc
 from ga4sync.core.durations import parse_duration
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def state() -> None:
     """The state database: retention."""
 

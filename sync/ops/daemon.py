@@ -162,7 +162,7 @@ class Daemon:
             capture.captured,
             capture.pending,
             sum(capture.skipped.values()),
-            capture.invalid + capture.rejected,
+            capture.invalid,  # a malformed record is one invalid row: counted once
             delivery.sent,
             delivery.retry,
             delivery.unknown,

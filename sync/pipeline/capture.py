@@ -91,8 +91,8 @@ def row_for_transition(
         return replace(
             row,
             status=Status.SKIPPED,
-            reason="too_old: the CRM change is older than GA4's 72 h backdating "
-            "window (use --old-events=clamp to send it at now-72h)",
+            reason="too_old: the CRM change is older than GA4's 72 h backdating window; "
+            "`ga4sync run --old-events clamp` sends it at now-72h",
         )
     return row
 

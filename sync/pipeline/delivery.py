@@ -53,6 +53,10 @@ SETTLE_EVERY_S = 0.05
 few dozen requests instead of one per request. Rows stay `sending` until then, so a crash in
 between leaves them `unknown`, never resent."""
 OutcomeHook = Callable[[ClaimedRow, Status, SendOutcome | None], None]
+TOO_OLD_REASON = (
+    "too_old: older than GA4's 72 h backdating window; `ga4sync run --old-events clamp` "
+    "sends it at now-72h"
+)
 
 
 @dataclass
@@ -329,16 +333,16 @@ class Delivery:
             )
         oldest = now - BACKDATE_WINDOW
         if from_micros(ts) < oldest + timedelta(seconds=1):
-            if self.settings.old_events == "skip":
+            params = dict(event.get("params") or {})
+            # `crm_changed_at` already stored: a person re-queued it clamped (requeue_too_old).
+            if self.settings.old_events == "skip" and "crm_changed_at" not in params:
                 return Settlement(
                     row.key,
                     row.claim_token,
                     Status.SKIPPED,
                     attempted=False,
-                    reason="too_old: older than GA4's 72 h backdating window "
-                    "(run with --old-events=clamp to send it at now-72h)",
+                    reason=TOO_OLD_REASON,
                 )
-            params = dict(event.get("params") or {})
             params.setdefault("crm_changed_at", from_micros(ts).strftime("%Y-%m-%dT%H:%M:%SZ"))
             event["params"] = params
             event["timestamp_micros"] = to_micros(oldest + CLAMP_MARGIN)

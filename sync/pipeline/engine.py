@@ -303,12 +303,23 @@ class Engine:
             scope=scope, connector=connector, stop=self.stop_event, max_rounds=max_rounds
         )
 
-    def run_once(self, names: list[str] | None = None) -> RunReport:
+    def run_once(
+        self,
+        names: list[str] | None = None,
+        *,
+        on_page: PageHook | None = None,
+        on_outcome: OutcomeHook | None = None,
+        on_deliver: Callable[[], None] | None = None,
+    ) -> RunReport:
+        """Capture each connector, then deliver every due row; the hooks feed `run`'s
+        progress display (`on_deliver`: delivery starts) and its account of GA4's answers."""
         report = RunReport()
         targets = names or [c.name for c in self.config.connectors if c.enabled]
         for name in targets:
             if self.stop_event.is_set():
                 break  # stopping: the next run captures the connectors not reached
-            report.captures.append(self.capture(name))
-        report.delivery = self.deliver()
+            report.captures.append(self.capture(name, on_page=on_page))
+        if on_deliver is not None:
+            on_deliver()
+        report.delivery = self.deliver(on_outcome=on_outcome)
         return report

@@ -153,16 +153,29 @@ def _example(r: PreviewRow) -> str:
 
 
 CSV_COLUMNS = ["from", "to", "outcome", "event_or_reason", "rule", "count", "example"]
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+"""A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets."""
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs: a stage named
+    `=HYPERLINK("https://...")` would otherwise become a live link (or worse) in the sheet a
+    sales-ops person opens. The `'` prefix is what those tools themselves use for "text"
+    (OWASP's CSV injection advice)."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_LEADS) else text
 
 
 def to_csv(lines: list[PreviewLine]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    # RFC 4180 line ends: a CR inside a stage name is then quoted like a line feed, where with
+    # "\n" it was written bare and split the row in two for any CSV reader.
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for ln in lines:
-        writer.writerow(
-            [ln.from_value, ln.to_value, ln.outcome, ln.result, ln.rule, ln.count, ln.example]
-        )
+        cells = [ln.from_value, ln.to_value, ln.outcome, ln.result, ln.rule, ln.example]
+        safe = [spreadsheet_safe(c) for c in cells]
+        writer.writerow([*safe[:5], ln.count, safe[5]])
     return buf.getvalue()
 
 
