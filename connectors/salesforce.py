@@ -50,13 +50,6 @@ from ga4sync.core.model import TimeWindow, TransitionPage
 from ga4sync.core.secrets import redact
 from ga4sync.core.urls import check_base_url
 from pydantic import Field, field_validator, model_validator
-from simple_salesforce.exceptions import (
-    SalesforceAuthenticationFailed,
-    SalesforceError,
-    SalesforceExpiredSession,
-    SalesforceMalformedRequest,
-    SalesforceRefusedRequest,
-)
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +280,14 @@ class SalesforceConnector:
             )
 
     def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        from simple_salesforce.exceptions import (  # here: a CSV-only run never loads the SDK
+            SalesforceAuthenticationFailed,
+            SalesforceError,
+            SalesforceExpiredSession,
+            SalesforceMalformedRequest,
+            SalesforceRefusedRequest,
+        )
+
         self._check_floor()
         try:
             result: dict[str, Any] = fn()

@@ -11,15 +11,16 @@ costs one login and the run goes on; a bare session id cannot be renewed, which 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import SecretRef, redact
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
+if TYPE_CHECKING:  # the SDK (zeep, lxml) loads only when a Salesforce connector runs
+    from simple_salesforce import Salesforce
 
 
 class SessionAuth(BaseModel):
@@ -123,6 +124,8 @@ def open_client(
     secret_base_dir: Path | None,
 ) -> Salesforce:
     """A logged-in client. Login failures become ConfigError naming what to check."""
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
     def secret(ref: SecretRef) -> str:
         return ref.resolve(secret_base_dir).get_secret_value()

@@ -9,10 +9,13 @@ mapping, adds the file:line.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ga4sync.connectors.errors import UnknownCrmField, UnknownCrmObject
 from ga4sync.connectors.spec import FetchSpec
-from simple_salesforce.exceptions import SalesforceError
+
+if TYPE_CHECKING:  # the SDK (zeep, lxml) loads only when a Salesforce connector runs
+    from simple_salesforce.exceptions import SalesforceError
 
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)' on (?:entity|sobject of type) '?(\w+)'?")
 

@@ -11,6 +11,8 @@ import pytest
 from ga4sync.cli.app import COMMANDS, GLOBAL_OPTIONS, main
 from ga4sync.cli.lazy import LazyCommand
 
+from tests.csv_support import POS_MAPPING
+
 HEAVY = ("pandas", "sqlalchemy", "simple_salesforce", "hubspot", "requests", "apscheduler")
 
 
@@ -88,3 +90,37 @@ def test_a_reader_that_goes_away_is_not_reported_as_a_bug() -> None:
     stderr = proc.stderr.read()
     proc.wait(timeout=120)
     assert "unexpected" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_a_csv_only_run_loads_no_crm_sdk(tmp_path: Path) -> None:
+    """A cron `ga4sync run` for CSV files must not pay for simple-salesforce (zeep, lxml) or
+    the HubSpot client: they load when a connector of theirs runs, not at start-up."""
+    (tmp_path / "secret").write_text("not-used\n")
+    (tmp_path / "inbox").mkdir()
+    config = tmp_path / "ga4sync.yaml"
+    config.write_text(
+        "ga4: {measurement_id: G-TEST0001, api_secret: {file: secret}, "
+        "endpoint: 'http://127.0.0.1:9'}\n"
+        "state: {url: 'sqlite:///state.db'}\n"
+        "connectors:\n"
+        f"  - {{name: pos, type: csv, mapping: '{POS_MAPPING}', path: 'inbox/*.csv', "
+        "ready: renamed}\n"
+    )
+    probe = (
+        "import sys\n"
+        "from ga4sync.cli import main\n"
+        "try:\n"
+        f"    main(['run', '--config', {str(config)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print(sorted(m for m in ('simple_salesforce', 'hubspot', 'zeep') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -74,8 +74,7 @@ class RunProgress:
     def on_deliver(self) -> None:
         if self._progress is None:
             return
-        for task in self._captures.values():
-            self._progress.update(task, total=1, completed=1)
+        # Delivery runs beside capture (a committed page is deliverable), so both show at once.
         self._deliver = self._progress.add_task("deliver to GA4", total=None, counts="")
 
     def on_outcome(self, _row: ClaimedRow, status: Status, _outcome: SendOutcome | None) -> None:

@@ -30,6 +30,7 @@ from ga4sync.core.clock import Clock, from_micros, to_micros
 from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
 from ga4sync.ga4.rules import BACKDATE_WINDOW, validate_payload
+from ga4sync.pipeline.capture_feed import CaptureFeed, FeedState
 from ga4sync.pipeline.delivery_policy import (
     DeliverySettings,
     OldEvents,
@@ -52,6 +53,9 @@ SETTLE_EVERY_S = 0.05
 """Finished requests are settled together, at most this long after they finish: one commit per
 few dozen requests instead of one per request. Rows stay `sending` until then, so a crash in
 between leaves them `unknown`, never resent."""
+FEED_WAIT_S = 0.5
+"""With nothing in flight, how long to wait for the capture's next page before looking again
+(a committed page wakes the wait at once; this only bounds a missed wake-up)."""
 OutcomeHook = Callable[[ClaimedRow, Status, SendOutcome | None], None]
 TOO_OLD_REASON = (
     "too_old: older than GA4's 72 h backdating window; `ga4sync run --old-events clamp` "
@@ -126,11 +130,14 @@ class Delivery:
         connector: str | None = None,
         max_rounds: int | None = None,
         stop: threading.Event | None = None,
+        feed: CaptureFeed | None = None,
     ) -> DeliveryReport:
         """Deliver everything due now; rows re-queued for later stay for a later run.
 
         `max_rounds` limits how many claims this call makes (a daemon tick, a test step).
         `stop` (SIGTERM) ends claiming; requests already in flight finish and are settled.
+        `feed`: a capture is committing pages meanwhile; an empty claim waits for its next page
+        and the call returns once the capture has finished and nothing is due.
         Raises `StateStoreError` when answers GA4 gave could not be recorded within the lease,
         naming them, after everything else is done.
         """
@@ -144,6 +151,8 @@ class Delivery:
         claim_limit = min(self.settings.claim_size, workers * 8)
         claims = 0
         exhausted = False
+        awaiting: FeedState | None = None
+        """The feed's state at an empty claim: claim again once a page came after it."""
         finished: list[tuple[_Flight, SendOutcome]] = []
         last_settle = time.monotonic()
         # Finished requests arrive here (a done-callback per future): O(1) per request, where
@@ -152,8 +161,10 @@ class Delivery:
         outcomes = self._outcomes
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ga4send") as pool:
             while True:
+                if awaiting is not None and feed is not None and feed.state() != awaiting:
+                    awaiting = None
                 # Keep a queue of about two requests per worker so no worker waits on the DB.
-                while not exhausted and not outcomes.store_down.is_set():
+                while not exhausted and awaiting is None and not outcomes.store_down.is_set():
                     if len(in_flight) >= 2 * workers:
                         break
                     if (max_rounds is not None and claims >= max_rounds) or (
@@ -161,12 +172,16 @@ class Delivery:
                     ):
                         exhausted = True
                         break
+                    seen = feed.state() if feed is not None else None
                     claimed = self._claim(scope, connector, claim_limit, bool(in_flight))
                     claims += 1
                     if claimed is None:
                         break  # the store stopped answering: settle what is out, then retry
                     if not claimed:
-                        exhausted = True
+                        if seen is not None and not seen.finished:
+                            awaiting = seen  # the capture is still paging
+                        else:
+                            exhausted = True
                         break
                     outcomes.claimed(claimed[0].claim_token)
                     for flight in self._ready(claimed, pool, report):
@@ -182,6 +197,11 @@ class Delivery:
                         if not outcomes.record_until_lease_ends():
                             break
                         continue  # recorded: go on claiming (unless already done)
+                    if awaiting is not None and feed is not None and not exhausted:
+                        if stop is not None and stop.is_set():
+                            break
+                        feed.wait_past(awaiting, FEED_WAIT_S)
+                        continue
                     break
                 done = _take_completed(completed, SETTLE_EVERY_S)
                 # A future cancelled by _hold_back reports here too, but has left in_flight.

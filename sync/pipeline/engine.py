@@ -18,6 +18,7 @@ from ga4sync.core.errors import ConfigError, Ga4SyncError, MappingError, QuotaEx
 from ga4sync.core.model import Status, TimeWindow
 from ga4sync.core.secrets import redact
 from ga4sync.mapping.load import LoadedMapping, load_mapping
+from ga4sync.pipeline.capture_feed import CaptureFeed
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.delivery import Delivery, DeliveryReport, DeliverySettings, OutcomeHook
 from ga4sync.pipeline.ga4_client import Ga4Client
@@ -288,9 +289,10 @@ class Engine:
         connector: str | None = None,
         max_rounds: int | None = None,
         on_outcome: OutcomeHook | None = None,
+        feed: CaptureFeed | None = None,
     ) -> DeliveryReport:
         """Deliver due rows; `on_outcome` is called for each row GA4 answered for (metrics,
-        a backfill's progress)."""
+        a backfill's progress); with `feed`, also each page a running capture commits."""
         delivery = Delivery(
             self.store,
             self.client,
@@ -300,7 +302,11 @@ class Engine:
             on_outcome=on_outcome,
         )
         return delivery.run(
-            scope=scope, connector=connector, stop=self.stop_event, max_rounds=max_rounds
+            scope=scope,
+            connector=connector,
+            stop=self.stop_event,
+            max_rounds=max_rounds,
+            feed=feed,
         )
 
     def run_once(
@@ -311,15 +317,54 @@ class Engine:
         on_outcome: OutcomeHook | None = None,
         on_deliver: Callable[[], None] | None = None,
     ) -> RunReport:
-        """Capture each connector, then deliver every due row; the hooks feed `run`'s
-        progress display (`on_deliver`: delivery starts) and its account of GA4's answers."""
+        """Capture each connector and deliver, the two side by side: delivery starts on the
+        first committed page, so a large first sync does not wait for its whole capture.
+
+        The hooks feed `run`'s progress display and tests: `on_page` after each committed
+        page, `on_deliver` when delivery starts, `on_outcome` for each row GA4 answered for.
+        """
         report = RunReport()
         targets = names or [c.name for c in self.config.connectors if c.enabled]
-        for name in targets:
-            if self.stop_event.is_set():
-                break  # stopping: the next run captures the connectors not reached
-            report.captures.append(self.capture(name, on_page=on_page))
+        feed = CaptureFeed()
+
+        def page_committed(capture: CaptureReport) -> None:
+            feed.page_committed()
+            if on_page is not None:
+                on_page(capture)
+
         if on_deliver is not None:
             on_deliver()
-        report.delivery = self.deliver(on_outcome=on_outcome)
+        sender = _Sender(lambda: self.deliver(feed=feed, on_outcome=on_outcome))
+        sender.start()
+        try:
+            for name in targets:
+                if self.stop_event.is_set():
+                    break  # stopping: the next run captures the connectors not reached
+                report.captures.append(self.capture(name, on_page=page_committed))
+        finally:
+            feed.finish()
+            report.delivery = sender.result()
         return report
+
+
+class _Sender(threading.Thread):
+    """Delivery on its own thread; its report, or its error raised in the caller's thread."""
+
+    def __init__(self, deliver: Callable[[], DeliveryReport]) -> None:
+        super().__init__(name="ga4sync-deliver", daemon=True)
+        self._deliver = deliver
+        self._report: DeliveryReport | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._report = self._deliver()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides
+            self._error = exc
+
+    def result(self) -> DeliveryReport:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._report is not None
+        return self._report
