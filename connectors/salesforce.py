@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 from ga4sync.connectors.base import ApiUsage, ConnectorSettings
 from ga4sync.connectors.catalog import CrmFields, StageVocabulary
+from ga4sync.connectors.errors import UnknownCrmField
 from ga4sync.connectors.salesforce_auth import (
     AUTH_METHODS,
     LoginTarget,
@@ -29,6 +30,7 @@ from ga4sync.connectors.salesforce_auth import (
     open_client,
 )
 from ga4sync.connectors.salesforce_errors import (
+    refused_field,
     sf_code,
     sf_message,
     unknown_field_error,
@@ -43,6 +45,7 @@ from ga4sync.connectors.salesforce_history import (
     SnapshotLookup,
 )
 from ga4sync.connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
+from ga4sync.connectors.salesforce_soql import soql_quote, without_select_fields
 from ga4sync.connectors.spec import FetchSpec
 from ga4sync.core.durations import Duration
 from ga4sync.core.errors import ConfigError, ConnectorError, QuotaExhausted
@@ -197,6 +200,9 @@ class SalesforceConnector:
         self.usage = ApiUsage()
         self.usage.extra["logins"] = "0"
         self.warnings: list[str] = []
+        self.absent_fields: set[str] = set()
+        """Optional fields this org does not let us read; every query leaves them out."""
+        self._field_exists: dict[tuple[str, str], bool | None] = {}
         fields = [f for f in dict.fromkeys(spec.record_fields) if f != "Id"]
         self.spec = ReadSpec(settings.name, spec.object_type, spec.stage_field, tuple(fields))
         self._session = requests.Session()
@@ -265,7 +271,14 @@ class SalesforceConnector:
         """Pages of a SOQL query, following `nextRecordsUrl` exactly as Salesforce sent it."""
         headers = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
         timeout = self.settings.timeout.total_seconds()
-        result = self._call(lambda: self.sf.query(soql, headers=headers, timeout=timeout))
+        while True:
+            query = without_select_fields(soql, self.absent_fields)
+            try:
+                result = self._call(partial(self.sf.query, query, headers=headers, timeout=timeout))
+                break
+            except UnknownCrmField as exc:
+                if not self._leave_out(exc):
+                    raise
         seen: set[str] = set()
         while True:
             yield list(result.get("records") or [])
@@ -278,6 +291,49 @@ class SalesforceConnector:
             result = self._call(
                 partial(self.sf.query_more, next_url, identifier_is_url=True, timeout=timeout)
             )
+
+    def _leave_out(self, exc: UnknownCrmField) -> bool:
+        """Whether the refused field is an optional one, now left out of every query.
+
+        Left out when the org has no such field (CurrencyIsoCode in a single-currency org:
+        the mapping's `currency:` applies), and also when the integration user cannot see
+        it, but then with a warning: the org has values that are not being sent."""
+        optional = exc.field in self.fetch.optional_fields and exc.object_type == self.object_type
+        if not optional or exc.field in self.absent_fields:
+            return False
+        self.absent_fields.add(exc.field)
+        exists = self._field_exists.get((exc.object_type, exc.field))
+        where = f"{exc.object_type}.{exc.field}"
+        if exists is True:
+            self.warnings.append(
+                f"{where} exists but the integration user cannot see it (field-level "
+                "security): its optional params fall back to their defaults until the user "
+                f"gets read access (Setup > Object Manager > {exc.object_type} > Fields & "
+                f"Relationships > {exc.field} > Set Field-Level Security)"
+            )
+        else:
+            log.info("%s: %s is not in this org; its optional params use their defaults",
+                     self.name, where)  # fmt: skip
+        return True
+
+    def _org_has_field(self, entity: str, name: str) -> bool | None:
+        """Whether the org has the field at all, hidden or not, from its FieldDefinition
+        metadata (describe and queries leave hidden fields out). None: cannot tell (the user
+        may lack the View Setup permission FieldDefinition needs)."""
+        key = (entity, name)
+        if key not in self._field_exists:
+            soql = (
+                "SELECT QualifiedApiName FROM FieldDefinition WHERE "
+                f"EntityDefinition.QualifiedApiName = {soql_quote(entity)} "
+                f"AND QualifiedApiName = {soql_quote(name)}"
+            )
+            try:
+                answer = self.sf.query(soql, timeout=self.settings.timeout.total_seconds())
+                found: bool | None = bool(answer.get("records"))
+            except (SalesforceError, requests.RequestException, ValueError, KeyError, TypeError):
+                found = None
+            self._field_exists[key] = found
+        return self._field_exists[key]
 
     def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
         from simple_salesforce.exceptions import (  # here: a CSV-only run never loads the SDK
@@ -309,9 +365,15 @@ class SalesforceConnector:
                 f"Salesforce session expired ({sf_message(exc)}): {hint}"
             ) from None
         except SalesforceMalformedRequest as exc:
-            refused = unknown_field_error(exc) or unknown_object_error(exc, self.fetch)
-            if refused is not None:
-                raise refused from None
+            field = refused_field(exc)
+            if field is not None:
+                entity, name = field
+                history = entity.endswith("History")
+                exists = None if history else self._org_has_field(entity, name)
+                raise unknown_field_error(entity, name, exists=exists) from None
+            missing = unknown_object_error(exc, self.fetch)
+            if missing is not None:
+                raise missing from None
             raise ConnectorError(f"Salesforce rejected a query: {sf_message(exc)}") from None
         except SalesforceAuthenticationFailed as exc:
             raise ConfigError(

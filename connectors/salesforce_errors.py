@@ -46,19 +46,44 @@ def sf_message(exc: SalesforceError) -> str:
     return text[:300]
 
 
-def unknown_field_error(exc: SalesforceError) -> UnknownCrmField | None:
-    """The field Salesforce refused (INVALID_FIELD), or None for another error."""
+def refused_field(exc: SalesforceError) -> tuple[str, str] | None:
+    """(object, field) Salesforce refused with INVALID_FIELD, or None for another error."""
     if sf_code(exc) != "INVALID_FIELD":
         return None
     m = _NO_SUCH_COLUMN.search(_first_message(exc))
-    if m is None:
-        return None
-    name, entity = m.group(1), m.group(2)
-    what = (
-        f"Salesforce has no field `{name}` on {entity} (INVALID_FIELD); use the field's API "
-        "name from Setup > Object Manager (custom fields end in __c), and check the "
-        "integration user can see it (field-level security)"
-    )
+    return None if m is None else (m.group(2), m.group(1))
+
+
+MULTI_CURRENCY_HINT = (
+    "; CurrencyIsoCode exists only in orgs with multiple currencies enabled: mark the param "
+    "`optional: true` so it falls back to the mapping's `currency:`"
+)
+
+
+def unknown_field_error(entity: str, name: str, *, exists: bool | None) -> UnknownCrmField:
+    """What is really wrong with a refused field. Salesforce answers INVALID_FIELD both for a
+    field the org does not have and for one hidden from the integration user by field-level
+    security; `exists` (from the org's FieldDefinition, None when that could not be read)
+    tells the two apart, as the fix differs: the mapping, or the user's permissions."""
+    if exists is True:
+        what = (
+            f"`{name}` exists on {entity} but the integration user cannot see it "
+            f"(field-level security; Salesforce answers INVALID_FIELD): give the user's profile "
+            f"or a permission set read access (Setup > Object Manager > {entity} > Fields & "
+            f"Relationships > {name} > Set Field-Level Security)"
+        )
+    elif exists is False:
+        what = (
+            f"Salesforce has no field `{name}` on {entity} in this org (INVALID_FIELD); use "
+            "the field's API name from Setup > Object Manager (custom fields end in __c)"
+            + (MULTI_CURRENCY_HINT if name == "CurrencyIsoCode" else "")
+        )
+    else:
+        what = (
+            f"Salesforce has no field `{name}` on {entity} (INVALID_FIELD); use the field's API "
+            "name from Setup > Object Manager (custom fields end in __c), and check the "
+            "integration user can see it (field-level security)"
+        )
     in_history = name in ("Field", "OldValue", "NewValue") or entity.endswith("History")
     return UnknownCrmField(entity, name, what, in_history=in_history)
 

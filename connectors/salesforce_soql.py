@@ -7,7 +7,8 @@ string fits the 16 KB limit on URI + headers with room to spare.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Set
 from datetime import UTC, date, datetime, time
 from typing import Any
 from urllib.parse import quote_plus
@@ -75,3 +76,18 @@ def id_batches(template: str, ids: list[str]) -> Iterator[str]:
         size += cost
     if batch:
         yield template.replace("{ids}", ", ".join(batch))
+
+
+_SELECT_LIST = re.compile(r"^SELECT (?P<fields>.+?) FROM ", re.DOTALL)
+
+
+def without_select_fields(soql: str, absent: Set[str]) -> str:
+    """The query without the SELECT-list entries `absent` (fields this org does not have).
+
+    Every query ga4sync sends starts `SELECT a, b, ... FROM`, and an optional field appears
+    only there, so the one place that sends queries can leave it out for every reader."""
+    m = _SELECT_LIST.match(soql)
+    if not absent or m is None:
+        return soql
+    kept = [f for f in (x.strip() for x in m.group("fields").split(",")) if f not in absent]
+    return f"SELECT {', '.join(kept)} FROM {soql[m.end() :]}"

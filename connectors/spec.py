@@ -34,6 +34,9 @@ class FetchSpec:
     stage_field: str
     record_fields: tuple[str, ...]
     """Every field the mapping reads (stage and client id first): nothing else is fetched."""
+    optional_fields: tuple[str, ...] = ()
+    """Fields of `record_fields` the org may lack (`optional: true` params): a connector
+    leaves out one the CRM does not have, and the param falls back to its default."""
     detection: Detection = "auto"
     history_object: str | None = None
     csv: CsvLayout | None = None

@@ -129,7 +129,7 @@ class SalesforceSandbox:
         @app.route("GET", API_VERSION_PATH + r"/sobjects/(?P<obj>\w+)/describe/?")
         def describe(req: Request) -> Response:
             obj = req.params["obj"]
-            names = self.data.field_names.get(obj)
+            names = self.data.visible_fields(obj)
             if names is None:
                 return sf_error(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
             fields = [{"name": n, "picklistValues": self._picklist(obj, n)} for n in sorted(names)]
@@ -203,7 +203,10 @@ class SalesforceSandbox:
             parsed = soql.parse(text)
         except soql.SoqlError as exc:
             return sf_error(400, exc.code, f"\n{text}\nERROR at Row:1:Column:1\n{exc}")
-        known = self.data.field_names.get(parsed.obj)
+        if parsed.obj == "FieldDefinition":
+            known: set[str] | None = {"Id", "QualifiedApiName", "EntityDefinition.QualifiedApiName"}
+        else:
+            known = self.data.visible_fields(parsed.obj)
         if known is None:
             return sf_error(400, "INVALID_TYPE", f"sObject type '{parsed.obj}' is not supported.")
         for name in [*parsed.fields, *soql.fields_in(parsed.where), *(n for n, _ in parsed.order)]:
@@ -230,11 +233,12 @@ class SalesforceSandbox:
             )
         indexed = {"Id", self.data.indexed_field(parsed.obj) or "Id"}
         only = soql.narrowing(parsed.where, indexed)
-        rows = [
-            r
-            for r in self.data.rows(parsed.obj, include_deleted, only=only)
-            if soql.matches(parsed.where, r)
-        ]
+        table = (
+            self.data.field_definitions()
+            if parsed.obj == "FieldDefinition"
+            else self.data.rows(parsed.obj, include_deleted, only=only)
+        )
+        rows = [r for r in table if soql.matches(parsed.where, r)]
         if parsed.order:
             rows.sort(key=soql.sort_key(parsed.order))
         if parsed.limit is not None:

@@ -79,8 +79,16 @@ def sf_id(prefix: str, n: int) -> str:
 class SalesforceData:
     """Thread-safe in-memory org. Times are datetimes; the server formats them on the wire."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multi_currency: bool = True) -> None:
         self.lock = threading.RLock()
+        self.multi_currency = multi_currency
+        """Multi-currency orgs have `CurrencyIsoCode` on every currency-bearing object; a
+        single-currency org (most small ones) has no such field, and a query naming it is
+        INVALID_FIELD."""
+        self.hidden: dict[str, set[str]] = {}
+        """Fields that exist but the integration user cannot see (field-level security):
+        describe leaves them out and a query naming them is INVALID_FIELD, as in a real org;
+        only FieldDefinition (the org's metadata) lists them."""
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             "Opportunity": {},
             "OpportunityHistory": {},
@@ -169,6 +177,32 @@ class SalesforceData:
                 "IsDeleted",
             },
         }
+
+        if not multi_currency:
+            self.field_names["Opportunity"].discard("CurrencyIsoCode")
+
+    def visible_fields(self, obj: str) -> set[str] | None:
+        """What the integration user can query and describe on `obj` (None: no such object)."""
+        names = self.field_names.get(obj)
+        return None if names is None else names - self.hidden.get(obj, set())
+
+    def hide_field(self, obj: str, name: str) -> None:
+        """Take read access away from the integration user (the field stays in the org)."""
+        with self.lock:
+            self.hidden.setdefault(obj, set()).add(name)
+
+    def field_definitions(self) -> list[dict[str, Any]]:
+        """FieldDefinition rows: every field of every object, hidden or not."""
+        with self.lock:
+            return [
+                {
+                    "Id": f"{obj}.{name}",
+                    "QualifiedApiName": name,
+                    "EntityDefinition.QualifiedApiName": obj,
+                }
+                for obj, names in self.field_names.items()
+                for name in sorted(names)
+            ]
 
     def new_id(self, prefix: str) -> str:
         return sf_id(prefix, next(self._ids))
@@ -321,7 +355,6 @@ class SalesforceData:
                 "Name": fields.pop("Name", f"Opportunity {oid[-6:]}"),
                 "StageName": stage,
                 "Amount": None,
-                "CurrencyIsoCode": "USD",
                 "CloseDate": at.date().isoformat(),
                 "Probability": 10,
                 "CreatedDate": at,
@@ -329,6 +362,8 @@ class SalesforceData:
                 "SystemModstamp": at,
                 "IsDeleted": False,
             }
+            if self.multi_currency:
+                record["CurrencyIsoCode"] = "USD"
             record.update(fields)
             self.objects["Opportunity"][oid] = record
             self._history_row(record, at)

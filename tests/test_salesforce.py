@@ -240,7 +240,9 @@ def test_unknown_field_names_the_mapping_line(
     assert report.status == "failed"
     assert f"{mapping}:{line}:" in (report.error or "")
     assert 'rule 1 ("qualified"), params.lead_source.field' in (report.error or "")
-    assert "no field `Lead_Sourse__c` on Opportunity (INVALID_FIELD)" in (report.error or "")
+    assert "no field `Lead_Sourse__c` on Opportunity in this org (INVALID_FIELD)" in (
+        report.error or ""
+    )
     assert engine.store.list_outbox() == []
 
 

@@ -180,12 +180,16 @@ def field_refs(model: MappingFile) -> list[tuple[Loc, str]]:
     return refs
 
 
-def check_fields(refs: list[tuple[Loc, str]], catalog: FieldCatalog) -> list[Finding]:
-    """Field names the CRM does not know, with the closest real name as the fix."""
+def check_fields(
+    refs: list[tuple[Loc, str]], catalog: FieldCatalog, *, optional: frozenset[str] = frozenset()
+) -> list[Finding]:
+    """Field names the CRM does not know, with the closest real name as the fix.
+
+    A field read only by `optional: true` params may be missing: the run reads it as empty."""
     out: list[Finding] = []
     known = sorted(catalog.fields)
     for loc, name in refs:
-        if name in catalog.fields:
+        if name in catalog.fields or name in optional:
             continue
         hint = suggest(name, known)
         out.append(

@@ -93,7 +93,9 @@ def check_mapping(path: str | Path, catalog: FieldCatalog | None = None) -> Mapp
         problems += validation_problems(doc, exc, MappingFile)
     findings, conditions = _check_parts(doc.data, model, problems)
     if model is not None and catalog is not None:
-        findings += check_fields(field_refs(model), catalog)
+        findings += check_fields(
+            field_refs(model), catalog, optional=frozenset(model.optional_fields())
+        )
         findings += check_stages(list(enumerate(model.rules)), catalog)
     problems += [problem_at(doc, f.loc, f.message, f.rule, f.suggestion) for f in findings]
     problems = [_editor_numbering(p, doc.data) for p in problems]

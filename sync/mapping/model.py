@@ -18,8 +18,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     Tag,
     field_validator,
+    model_serializer,
 )
 
 ParamType = Literal["number", "string", "currency", "date"]
@@ -94,6 +97,24 @@ class FieldParam(BaseModel):
     default: str | float | int | None = Field(
         default=None, description="Used when the field is empty; without it the param is left out."
     )
+    optional: bool = Field(
+        default=False,
+        description="The field may not exist in every org (Salesforce's CurrencyIsoCode exists "
+        "only in multi-currency orgs): where the CRM has no such field, or the integration user "
+        "cannot see it, the param is read as empty (its default, or the mapping's currency) "
+        "instead of failing the run.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_optional(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        """`optional: false` is left out of the dump, so the digest of every mapping written
+        before the flag existed stays the same (a changed digest re-reads CSV imports)."""
+        dumped: dict[str, Any] = handler(self)
+        if not self.optional:
+            dumped.pop("optional", None)
+        return dumped
 
 
 class LiteralParam(BaseModel):
@@ -329,6 +350,19 @@ class MappingFile(BaseModel):
         default=None,
         description="CSV files only: the record id and time columns, time format and zone.",
     )
+
+    def optional_fields(self) -> list[str]:
+        """Fields read only through `optional: true` params: a CRM without them is no error.
+
+        A field also read by a plain param, or as an identity field, stays required."""
+        specs = [*self.user_properties.values()]
+        for rule in self.rules:
+            specs.extend(rule.params.values())
+        reads = [s for s in specs if isinstance(s, FieldParam)]
+        optional = {s.field for s in reads if s.optional}
+        plain = {s.field for s in reads if not s.optional}
+        identity = set(self.record_fields()) - {s.field for s in reads}
+        return sorted(optional - plain - identity)
 
     def record_fields(self) -> list[str]:
         """Every CRM field the mapping reads: connectors fetch only these."""

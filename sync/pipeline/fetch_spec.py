@@ -38,6 +38,7 @@ def spec_of(model: MappingFile, *, origin: str = "the mapping file") -> FetchSpe
         object_type=model.object,
         stage_field=model.stage_field,
         record_fields=tuple(model.record_fields()),
+        optional_fields=tuple(model.optional_fields()),
         detection=model.detection,
         history_object=model.history_object,
         csv=layout,
