@@ -6,6 +6,8 @@ Every REST call is counted from the wire (a requests response hook), so re-login
 calls are seen too; `Sforce-Limit-Info` gives the org's daily usage after each answer. When the
 quota runs out (`REQUEST_LIMIT_EXCEEDED`) or would fall below `min_remaining_calls`, the run
 stops with QuotaExhausted: pages already yielded are committed, the next run resumes there.
+The same error code also answers a *concurrency* limit (`ConcurrentPerOrgLongTxn`,
+`ConcurrentRequests`): that one clears in seconds, so the call is tried again after a pause.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from ga4sync.connectors.salesforce_auth import (
     open_client,
 )
 from ga4sync.connectors.salesforce_errors import (
+    OrgBusy,
+    is_concurrency_limit,
     refused_field,
     sf_code,
     sf_message,
@@ -53,6 +57,13 @@ from ga4sync.core.model import TimeWindow, TransitionPage
 from ga4sync.core.secrets import redact
 from ga4sync.core.urls import check_base_url
 from pydantic import Field, field_validator, model_validator
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +110,13 @@ class SalesforceSettings(ConnectorSettings):
         description="Per-request timeout; Salesforce itself gives up on a query after 120 s "
         "(QUERY_TIMEOUT), so a request still silent after this is stuck.",
     )
+    busy_backoff: Duration = Field(
+        default=timedelta(seconds=5),
+        description="First pause after Salesforce's concurrency limit (REQUEST_LIMIT_EXCEEDED "
+        "naming a Concurrent... limit, e.g. ConcurrentPerOrgLongTxn); doubled on each of "
+        "`busy_attempts` tries. The daily quota (TotalRequests) is never retried.",
+    )
+    busy_attempts: int = Field(default=5, ge=1, le=20, description="Tries per call when busy.")
     min_remaining_calls: int = Field(
         default=0,
         ge=0,
@@ -327,6 +345,8 @@ class SalesforceConnector:
                 f"EntityDefinition.QualifiedApiName = {soql_quote(entity)} "
                 f"AND QualifiedApiName = {soql_quote(name)}"
             )
+            from simple_salesforce.exceptions import SalesforceError  # lazy, as in _call_once
+
             try:
                 answer = self.sf.query(soql, timeout=self.settings.timeout.total_seconds())
                 found: bool | None = bool(answer.get("records"))
@@ -336,6 +356,33 @@ class SalesforceConnector:
         return self._field_exists[key]
 
     def _call(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        """One REST call; a concurrency refusal is tried again after a pause (bounded)."""
+        first = self.settings.busy_backoff.total_seconds()
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.busy_attempts),
+            wait=wait_exponential(multiplier=first, min=first, max=max(first, 60.0)),
+            retry=retry_if_exception_type(OrgBusy),
+            before_sleep=self._log_busy,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._call_once(fn)
+        except OrgBusy as exc:
+            raise ConnectorError(
+                f"Salesforce stayed busy after {self.settings.busy_attempts} tries ({exc}): "
+                "another integration holds the org's concurrent requests; the run stopped "
+                "after the last captured page and the next run resumes there"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity returns or raises
+
+    def _log_busy(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        pause = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s: Salesforce is busy (%s); trying again in %.1f s", self.name, exc, pause)
+
+    def _call_once(self, fn: Callable[[], Any]) -> dict[str, Any]:
         from simple_salesforce.exceptions import (  # here: a CSV-only run never loads the SDK
             SalesforceAuthenticationFailed,
             SalesforceError,
@@ -348,6 +395,8 @@ class SalesforceConnector:
         try:
             result: dict[str, Any] = fn()
         except SalesforceRefusedRequest as exc:
+            if sf_code(exc) == "REQUEST_LIMIT_EXCEEDED" and is_concurrency_limit(exc):
+                raise OrgBusy(sf_message(exc)) from None
             if sf_code(exc) == "REQUEST_LIMIT_EXCEEDED":
                 raise QuotaExhausted(
                     f"Salesforce API limit reached ({sf_message(exc)}); the run stopped after "

@@ -20,6 +20,19 @@ if TYPE_CHECKING:  # the SDK (zeep, lxml) loads only when a Salesforce connector
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)' on (?:entity|sobject of type) '?(\w+)'?")
 
 
+class OrgBusy(Exception):
+    """REQUEST_LIMIT_EXCEEDED for a concurrency limit: the org is busy now, try again soon."""
+
+
+def is_concurrency_limit(exc: SalesforceError) -> bool:
+    """Salesforce answers REQUEST_LIMIT_EXCEEDED both for the daily quota (`TotalRequests
+    Limit exceeded.`) and for too many long-running requests at once (`ConcurrentPerOrgLongTxn
+    Limit exceeded`, `ConcurrentRequests (Concurrent API Requests) Limit exceeded.`). Only the
+    second clears by itself within seconds; anything not naming a concurrent limit is taken
+    for the quota, which waiting does not help."""
+    return _first_message(exc).lstrip().startswith("Concurrent")
+
+
 def sf_code(exc: SalesforceError) -> str:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):

@@ -47,6 +47,12 @@ SERVER_UNAVAILABLE = Fault(
     b'[{"message":"Server temporarily unavailable","errorCode":"SERVER_UNAVAILABLE"}]',
     "application/json;charset=UTF-8",
 )
+CONCURRENT_LONG_TXN = Fault(
+    403,
+    b'[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]',
+    "application/json;charset=UTF-8",
+)
+"""Too many long-running requests in the org at once: clears when they finish."""
 PROXY_BAD_GATEWAY = Fault(
     502,
     b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"

@@ -1,0 +1,75 @@
+"""Salesforce's limits as they really answer (issue 12 §2): REQUEST_LIMIT_EXCEEDED is the daily
+quota *or* a concurrency limit that clears in seconds; query locators expire mid-run.
+
+Real simple-salesforce over HTTPS against the sandbox org, both state backends.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.sandbox.salesforce import CONCURRENT_LONG_TXN
+
+from tests.conftest import EngineFactory
+
+FAST = {"page_size": 200, "busy_backoff": "10ms", "busy_attempts": 4}
+"""Pages of 200 so a run pages several times; pauses short (the sandbox clears at once)."""
+
+
+def _many_moves(sandbox: SandboxEnvironment, count: int) -> list[str]:
+    data = sandbox.salesforce.data
+    now = sandbox.clock.now().replace(microsecond=0)
+    created, moved = now - timedelta(hours=100), now - timedelta(hours=1)
+    ids = []
+    for i in range(count):
+        oid = data.create_opportunity(created, stage="Prospecting", GA_Client_ID__c=f"{i}.9")
+        data.move_opportunity(oid, "Qualification", moved + timedelta(seconds=i))
+        ids.append(oid)
+    return ids
+
+
+def test_a_concurrency_limit_is_waited_out_not_taken_for_the_daily_quota(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    ids = _many_moves(sandbox, 450)
+    engine, _ = make_engine(salesforce_options=FAST)
+    # The 5th call (inside page 2) is refused twice for concurrency, then served.
+    sandbox.salesforce.fail(CONCURRENT_LONG_TXN, after=4)
+    sandbox.salesforce.fail(CONCURRENT_LONG_TXN)
+    report = engine.capture("salesforce")
+    assert report.status == "ok", report.error
+    rows = engine.store.list_outbox()
+    assert {r["record_id"] for r in rows} == set(ids)
+    assert len({r["key"] for r in rows}) == len(rows) == 450
+    # Refused calls count too: Salesforce charges them.
+    assert report.api_calls == sandbox.salesforce.data_requests()
+
+
+def test_a_concurrency_limit_that_does_not_clear_stops_the_run_resumably(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    ids = _many_moves(sandbox, 450)
+    engine, _ = make_engine(salesforce_options=FAST)
+    sandbox.salesforce.fail(CONCURRENT_LONG_TXN, after=3)
+    for _ in range(3):
+        sandbox.salesforce.fail(CONCURRENT_LONG_TXN)
+    stopped = engine.capture("salesforce")
+    assert stopped.status == "failed"
+    assert "stayed busy after 4 tries" in (stopped.error or "")
+    assert "ConcurrentPerOrgLongTxn" in (stopped.error or "")
+    assert len(engine.store.list_outbox()) == 200  # page 1 kept
+    resumed = engine.capture("salesforce")
+    assert resumed.status == "ok"
+    assert {r["record_id"] for r in engine.store.list_outbox()} == set(ids)
+
+
+def test_the_daily_quota_is_not_retried(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    _many_moves(sandbox, 450)
+    engine, _ = make_engine(salesforce_options=FAST)
+    sandbox.salesforce.allow_calls(4)
+    stopped = engine.capture("salesforce")
+    assert stopped.status == "quota" and "TotalRequests" in (stopped.error or "")
+    assert sandbox.salesforce.data_requests() == 5  # the refused call, once
