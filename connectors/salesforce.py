@@ -33,6 +33,7 @@ from ga4sync.connectors.salesforce_auth import (
 )
 from ga4sync.connectors.salesforce_errors import (
     OrgBusy,
+    QueryLocatorExpired,
     is_concurrency_limit,
     refused_field,
     sf_code,
@@ -74,6 +75,9 @@ SNAPSHOT_WARNING = (
     "field history tracking for {field} and set `detection: history` to see every move"
 )
 
+
+LOCATOR_RESTARTS = 3
+"""Reads started again in a row after INVALID_QUERY_LOCATOR with no page in between."""
 
 NOT_JSON = (
     "Salesforce answered with something other than its JSON (a proxy, firewall or maintenance "
@@ -282,7 +286,32 @@ class SalesforceConnector:
 
     # -- change detection ------------------------------------------------------------------
     def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:
-        yield from self.reader.read(window)
+        """The reader's pages; when a query cursor expires mid-run, the read starts again
+        from the last page handed out (its watermark), which the engine has committed.
+
+        The lower bound is closed, so rows at that very time are read again; the outbox's
+        transition keys and the known-key check recognise them. A cursor that expires again
+        before any new page arrives is tried at most `LOCATOR_RESTARTS` times."""
+        start, restarts = window.start, 0
+        while True:
+            try:
+                for page in self.reader.read(TimeWindow(start=start, end=window.end)):
+                    yield page
+                    if page.watermark is not None and page.watermark > start:
+                        start, restarts = page.watermark, 0
+                return
+            except QueryLocatorExpired as exc:
+                restarts += 1
+                if restarts > LOCATOR_RESTARTS:
+                    raise ConnectorError(
+                        f"Salesforce query cursors kept expiring ({exc}): another integration "
+                        "may hold this user's open queries (about 10 per user); the run "
+                        "stopped after the last captured page and the next run resumes there"
+                    ) from None
+                log.warning(
+                    "%s: Salesforce query cursor expired (%s); reading again from %s",
+                    self.name, exc, start.isoformat(),
+                )  # fmt: skip
 
     # -- the API, with its budget ----------------------------------------------------------
     def pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
@@ -420,6 +449,8 @@ class SalesforceConnector:
                 history = entity.endswith("History")
                 exists = None if history else self._org_has_field(entity, name)
                 raise unknown_field_error(entity, name, exists=exists) from None
+            if sf_code(exc) == "INVALID_QUERY_LOCATOR":
+                raise QueryLocatorExpired(sf_message(exc)) from None
             missing = unknown_object_error(exc, self.fetch)
             if missing is not None:
                 raise missing from None

@@ -13,11 +13,17 @@ from typing import TYPE_CHECKING
 
 from ga4sync.connectors.errors import UnknownCrmField, UnknownCrmObject
 from ga4sync.connectors.spec import FetchSpec
+from ga4sync.core.errors import ConnectorError
 
 if TYPE_CHECKING:  # the SDK (zeep, lxml) loads only when a Salesforce connector runs
     from simple_salesforce.exceptions import SalesforceError
 
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)' on (?:entity|sobject of type) '?(\w+)'?")
+
+
+class QueryLocatorExpired(ConnectorError):
+    """INVALID_QUERY_LOCATOR: the `nextRecordsUrl` cursor is gone (idle about 15 minutes, or
+    pushed out by newer cursors: an org keeps about 10 open per user)."""
 
 
 class OrgBusy(Exception):

@@ -56,6 +56,7 @@ class SandboxEnvironment:
 
     def __post_init__(self) -> None:
         self.hubspot = HubspotSandbox(clock=self.clock.now, tokens={HUBSPOT_TOKEN})
+        self.salesforce.clock = self.clock.now  # query locators expire by this clock
         self.workdir = Path(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._servers: list[SandboxServer] = []

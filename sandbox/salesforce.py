@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ga4sync.sandbox import soql
@@ -28,6 +29,15 @@ def _is_id_field(name: str) -> bool:
     """`Id` and reference fields (`OpportunityId`, `ParentId`, `OwnerId`...): Salesforce checks
     their literals are ids before it runs the query."""
     return name == "Id" or name.endswith("Id")
+
+
+@dataclass
+class Cursor:
+    """An open query locator: the query's records, its batch size, when it was last used."""
+
+    records: list[dict[str, Any]]
+    size: int
+    used_at: datetime
 
 
 @dataclass
@@ -70,14 +80,22 @@ class SalesforceSandbox:
         *,
         default_page_size: int = 2000,
         daily_limit: int = 15000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.data = data or SalesforceData()
         self.default_page_size = default_page_size
         self.daily_limit = daily_limit
         self.api_used = 0
         self.tokens: set[str] = {"sandbox-session"}
-        self.cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
-        """Open query locators: the records and the page size the query asked for."""
+        self.clock = clock
+        self.cursors: dict[str, Cursor] = {}
+        """Open query locators, oldest first."""
+        self.locator_idle = timedelta(minutes=15)
+        """A locator unused this long (by `clock`) is gone: INVALID_QUERY_LOCATOR."""
+        self.expired_locators = 0
+        """queryMore calls refused with INVALID_QUERY_LOCATOR."""
+        self.max_open_locators = 10
+        """Open locators per user; opening one more deletes the oldest, as Salesforce does."""
         self._cursor_ids = itertools.count(1)
         self.lock = threading.Lock()
         self.requests: list[str] = []
@@ -253,21 +271,32 @@ class SalesforceSandbox:
         size = self._page_size(req)
         with self.lock:
             cursor = f"01gSBX{next(self._cursor_ids):012d}"
-            self.cursors[cursor] = (records, size)
-        return self._respond(req, cursor, 0, include_deleted)
+            while len(self.cursors) >= self.max_open_locators:
+                self.cursors.pop(next(iter(self.cursors)))
+            opened = self.cursors[cursor] = Cursor(records, size, self.clock())
+        return self._respond(req, cursor, opened, 0, include_deleted)
 
     def _page(self, req: Request, cursor: str, offset: int) -> Response:
         with self.lock:
-            known = cursor in self.cursors
-        if not known:
+            found = self.cursors.get(cursor)
+            now = self.clock()
+            if found is not None and now - found.used_at > self.locator_idle:
+                del self.cursors[cursor]
+                found = None
+            if found is not None:
+                found.used_at = now
+            if found is None:
+                self.expired_locators += 1
+        if found is None:
             return sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         include_deleted = "/queryAll/" in req.path
-        return self._respond(req, cursor, offset, include_deleted)
+        return self._respond(req, cursor, found, offset, include_deleted)
 
-    def _respond(self, req: Request, cursor: str, offset: int, include_deleted: bool) -> Response:
+    def _respond(
+        self, req: Request, cursor: str, found: Cursor, offset: int, include_deleted: bool
+    ) -> Response:
         """One page; the locator keeps the batch size of its query, as Salesforce's does."""
-        with self.lock:
-            records, size = self.cursors[cursor]
+        records, size = found.records, found.size
         page = records[offset : offset + size]
         done = offset + size >= len(records)
         body: dict[str, Any] = {"totalSize": len(records), "done": done, "records": page}
