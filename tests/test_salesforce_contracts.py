@@ -66,7 +66,8 @@ def test_documented_paging_is_followed_to_done_and_the_limit_header_read(
         connector.close()
     assert [[r["Id"] for r in page] for page in pages] == [["003RO0000035WQgYAM"], []]
     # The locator was requested exactly as Salesforce wrote it, and nothing after `done`.
-    assert sandbox.salesforce.requests[-1] == "GET /services/data/v66.0/query/01gRO0000016PIAYA2-500"
+    locator = "/services/data/v66.0/query/01gRO0000016PIAYA2-500"
+    assert sandbox.salesforce.requests[-1] == f"GET {locator}"
     assert sandbox.salesforce.data_requests() == 2
     # `api-usage=25/5000; per-app-api-usage=17/250(appName=sample-app)`: the org's figure.
     assert (connector.usage.used, connector.usage.limit) == (25, 5000)
