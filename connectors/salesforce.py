@@ -26,7 +26,9 @@ from ga4sync.connectors.catalog import CrmFields, StageVocabulary
 from ga4sync.connectors.errors import UnknownCrmField
 from ga4sync.connectors.salesforce_auth import (
     AUTH_METHODS,
+    PASSWORD_DEPRECATED,
     LoginTarget,
+    PasswordAuth,
     SalesforceAuth,
     SessionAuth,
     open_client,
@@ -234,6 +236,9 @@ class SalesforceConnector:
             # (crm-apis.md §0.2), so environment settings are switched off for this session.
             self._session.verify = settings.ca_file
             self._session.trust_env = False
+        if isinstance(settings.auth, PasswordAuth):
+            log.warning("%s: %s", self.name, PASSWORD_DEPRECATED)
+            self.warnings.append(PASSWORD_DEPRECATED)
         target = LoginTarget(
             domain=settings.domain, login_url=settings.login_url, instance_url=settings.instance_url
         )
@@ -434,8 +439,8 @@ class SalesforceConnector:
             raise ConnectorError(f"Salesforce refused the request: {sf_message(exc)}") from None
         except SalesforceExpiredSession as exc:
             hint = (
-                "a session id cannot be renewed; use auth method password, jwt or "
-                "client_credentials so ga4sync can log in again"
+                "a session id cannot be renewed; use auth method jwt or client_credentials "
+                "so ga4sync can log in again"
                 if isinstance(self.settings.auth, SessionAuth)
                 else "logging in again did not help"
             )
