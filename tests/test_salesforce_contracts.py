@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ga4sync.connectors.errors import UnknownCrmField
 from ga4sync.connectors.salesforce import SalesforceConnector, SalesforceSettings
 from ga4sync.core.errors import ConnectorError
 from ga4sync.mapping.load import load_mapping
@@ -86,3 +87,21 @@ def test_recorded_invalid_session_id_says_a_session_id_cannot_be_renewed(
     text = str(err.value)
     assert "INVALID_SESSION_ID: Session expired or invalid" in text
     assert "cannot be renewed" in text and "jwt" in text
+
+
+def test_recorded_invalid_field_names_the_field_and_object_salesforce_refused(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    """Salesforce echoes the query, a caret line and `ERROR at Row:1:Column:35` before the
+    sentence that matters; the connector finds the field and object in it, asks the org's
+    FieldDefinition whether the field exists at all, and says which fix applies."""
+    sandbox.salesforce.replay(400, _recorded("400_invalid_field.json"))
+    connector = _connector(sandbox, tmp_path)
+    try:
+        with pytest.raises(UnknownCrmField) as err:
+            list(connector.pages("SELECT Id, SF_date__c FROM Lead"))
+    finally:
+        connector.close()
+    assert (err.value.object_type, err.value.field) == ("Lead", "SF_date__c")
+    assert "Salesforce has no field `SF_date__c` on Lead in this org" in str(err.value)
+    assert "Row:1" not in str(err.value)  # the echoed query stays out of the message
