@@ -252,7 +252,12 @@ class SalesforceSandbox:
         except soql.SoqlError as exc:
             return sf_error(400, exc.code, f"\n{text}\nERROR at Row:1:Column:1\n{exc}")
         if parsed.obj == "FieldDefinition":
-            known: set[str] | None = {"Id", "QualifiedApiName", "EntityDefinition.QualifiedApiName"}
+            known: set[str] | None = {
+                "Id",
+                "QualifiedApiName",
+                "EntityDefinition.QualifiedApiName",
+                "IsFieldHistoryTracked",
+            }
         else:
             known = self.data.visible_fields(parsed.obj)
         if known is None:
