@@ -13,8 +13,9 @@ The same error code also answers a *concurrency* limit (`ConcurrentPerOrgLongTxn
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -26,7 +27,9 @@ from ga4sync.connectors.catalog import CrmFields, StageVocabulary
 from ga4sync.connectors.errors import UnknownCrmField
 from ga4sync.connectors.salesforce_auth import (
     AUTH_METHODS,
+    PASSWORD_DEPRECATED,
     LoginTarget,
+    PasswordAuth,
     SalesforceAuth,
     SessionAuth,
     open_client,
@@ -74,6 +77,26 @@ SNAPSHOT_WARNING = (
     "stage, timed by SystemModstamp; turn on "
     "field history tracking for {field} and set `detection: history` to see every move"
 )
+
+
+NOT_TRACKED_WARNING = (
+    "{obj}.{field} has no field history tracking in this org, so {history} holds no rows for "
+    "it and its stage moves are not seen{also}: turn it on in Setup > Object Manager > {obj} > "
+    "Fields & Relationships > Set History Tracking > {field} (moves before that stay unseen), "
+    "or set `detection: snapshot` in the mapping"
+)
+HISTORY_RETENTION = timedelta(days=730)
+"""Salesforce keeps field history for 18 months in the org and returns it through the API for
+about 24 months (Field History Tracking, "Field History Retention")."""
+RETENTION_WARNING = (
+    "the window starts {start:%Y-%m-%d}, more than 24 months before {end:%Y-%m-%d}: Salesforce "
+    "returns {history} rows through the API for about 24 months only, so older moves are "
+    "missing from this read, not absent from the CRM"
+)
+TRACKING_RECHECK = 24 * 3600.0
+"""Seconds a FieldDefinition answer about history tracking is trusted (one call a day, not one
+per poll: a daemon polling every minute would otherwise spend 1,440 calls a day on it)."""
+_tracking_seen: dict[tuple[str, str, str], tuple[float, bool | None]] = {}
 
 
 LOCATOR_RESTARTS = 3
@@ -191,6 +214,7 @@ def _plan_reader(connector: SalesforceConnector, fetch: FetchSpec) -> Transition
     if obj == "Opportunity" and stage == "StageName" and declared in (None, "OpportunityHistory"):
         return OpportunityHistoryReader(connector, spec, connector.known_keys)
     history = FieldHistory.for_object(obj, declared)
+    connector.field_history = history
     if obj == "Lead":
         return RecordPollReader(
             connector, spec, history, connector.snapshot_lookup, conversions=True
@@ -202,6 +226,9 @@ class SalesforceConnector:
     """Reads one object's stage moves; never touches state, mappings or GA4 itself."""
 
     detection: Literal["history", "snapshot", "file"] = "history"
+    field_history: FieldHistory | None = None
+    """The field-history object read (LeadHistory, Foo__History), None for OpportunityHistory
+    and snapshot diff: the history whose tracking and retention can leave a read empty."""
 
     def __init__(
         self,
@@ -234,6 +261,9 @@ class SalesforceConnector:
             # (crm-apis.md §0.2), so environment settings are switched off for this session.
             self._session.verify = settings.ca_file
             self._session.trust_env = False
+        if isinstance(settings.auth, PasswordAuth):
+            log.warning("%s: %s", self.name, PASSWORD_DEPRECATED)
+            self.warnings.append(PASSWORD_DEPRECATED)
         target = LoginTarget(
             domain=settings.domain, login_url=settings.login_url, instance_url=settings.instance_url
         )
@@ -292,6 +322,7 @@ class SalesforceConnector:
         The lower bound is closed, so rows at that very time are read again; the outbox's
         transition keys and the known-key check recognise them. A cursor that expires again
         before any new page arrives is tried at most `LOCATOR_RESTARTS` times."""
+        self._warn_about_history(window)
         start, restarts = window.start, 0
         while True:
             try:
@@ -312,6 +343,53 @@ class SalesforceConnector:
                     "%s: Salesforce query cursor expired (%s); reading again from %s",
                     self.name, exc, start.isoformat(),
                 )  # fmt: skip
+
+    def _warn_about_history(self, window: TimeWindow) -> None:
+        """Two ways a field-history read comes back empty while the CRM had moves: the stage
+        field's history is not tracked, or the window reaches past what the API returns."""
+        history = self.field_history
+        if history is None:
+            return
+        also = " (conversions still are)" if self.object_type == "Lead" else ""
+        if self._history_tracked() is False:
+            warning = NOT_TRACKED_WARNING.format(
+                obj=self.object_type, field=self.stage_field, history=history.object_name,
+                also=also,
+            )  # fmt: skip
+            log.warning("%s: %s", self.name, warning)
+            self.warnings.append(warning)
+        end = window.end or datetime.now(UTC)
+        if end - window.start > HISTORY_RETENTION:
+            warning = RETENTION_WARNING.format(
+                start=window.start, end=end, history=history.object_name
+            )
+            log.warning("%s: %s", self.name, warning)
+            self.warnings.append(warning)
+
+    def _history_tracked(self) -> bool | None:
+        """FieldDefinition.IsFieldHistoryTracked of the stage field, asked at most once a day
+        per org and field. None: cannot tell (no View Setup permission), and then no warning."""
+        key = (str(self.sf.base_url), self.object_type, self.stage_field)
+        seen = _tracking_seen.get(key)
+        if seen is not None and time.monotonic() - seen[0] < TRACKING_RECHECK:
+            return seen[1]
+        soql = (
+            "SELECT QualifiedApiName, IsFieldHistoryTracked FROM FieldDefinition WHERE "
+            f"EntityDefinition.QualifiedApiName = {soql_quote(self.object_type)} "
+            f"AND QualifiedApiName = {soql_quote(self.stage_field)}"
+        )
+        from simple_salesforce.exceptions import SalesforceError  # lazy, as in _call_once
+
+        tracked: bool | None
+        try:
+            records = self.sf.query(soql, timeout=self.settings.timeout.total_seconds())
+            rows = records.get("records") or []
+            value = rows[0].get("IsFieldHistoryTracked") if rows else None
+            tracked = value if isinstance(value, bool) else None
+        except (SalesforceError, requests.RequestException, ValueError, KeyError, TypeError):
+            tracked = None
+        _tracking_seen[key] = (time.monotonic(), tracked)
+        return tracked
 
     # -- the API, with its budget ----------------------------------------------------------
     def pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
@@ -434,8 +512,8 @@ class SalesforceConnector:
             raise ConnectorError(f"Salesforce refused the request: {sf_message(exc)}") from None
         except SalesforceExpiredSession as exc:
             hint = (
-                "a session id cannot be renewed; use auth method password, jwt or "
-                "client_credentials so ga4sync can log in again"
+                "a session id cannot be renewed; use auth method jwt or client_credentials "
+                "so ga4sync can log in again"
                 if isinstance(self.settings.auth, SessionAuth)
                 else "logging in again did not help"
             )

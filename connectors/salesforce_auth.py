@@ -32,7 +32,10 @@ class SessionAuth(BaseModel):
 
 
 class PasswordAuth(BaseModel):
-    """Integration user's username, password and security token, through the SOAP login."""
+    """Integration user's username, password and security token, through the SOAP login.
+
+    Deprecated: Salesforce's SOAP `login()` is not available from API 65.0 and retires for all
+    versions in Summer '27 (SOAP API End-of-Life Policy); use `jwt` or `client_credentials`."""
 
     model_config = ConfigDict(extra="forbid")
     method: Literal["password"]
@@ -73,6 +76,16 @@ def _auth_method(value: Any) -> str:
         return f"method={value.get('method', 'session')}"
     return f"method={getattr(value, 'method', 'session')}"
 
+
+PASSWORD_RETIRED = (
+    "Salesforce's SOAP login() is not available from API 65.0 and retires for all API "
+    "versions in Summer '27 (Salesforce, SOAP API End-of-Life Policy: "
+    "https://developer.salesforce.com/docs/platform/api/guide/api-eol-soap.html)."
+)
+PASSWORD_DEPRECATED = (
+    "auth method `password` is deprecated: " + PASSWORD_RETIRED + " Switch to `method: jwt` "
+    "or `method: client_credentials` before then (README, Salesforce)"
+)
 
 AUTH_METHODS = ("session", "password", "jwt", "client_credentials")
 
@@ -174,6 +187,14 @@ def open_client(
             version=version,
         )
     except SalesforceAuthenticationFailed as exc:
+        if isinstance(auth, PasswordAuth) and exc.code == "INVALID_OPERATION":
+            raise ConfigError(
+                f"Salesforce refused the SOAP login of auth method `password` at api_version "
+                f"{version} ({exc.code}: {exc.auth_message}): {PASSWORD_RETIRED} Switch to "
+                "`method: jwt` (connected app + certificate) or `method: client_credentials` "
+                "(connected app + secret, with your My Domain); until then `api_version: "
+                "'64.0'` still logs in"
+            ) from None
         raise ConfigError(
             redact(
                 f"Salesforce login ({auth.method}) failed: {exc.code}: {exc.auth_message}; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -42,14 +42,17 @@ class Cursor:
 
 @dataclass
 class Fault:
-    """One answer the org's edge gives instead of the real one: a 5xx, a proxy's HTML page,
-    or a stall. `after` data calls are served normally first, so a fault can hit mid-paging."""
+    """One answer given instead of the real one: a 5xx, a proxy's HTML page, a stall, or a
+    body and headers recorded from real Salesforce (tests/contracts/salesforce/, replayed by
+    `replay`). `after` data calls are served normally first, so a fault can hit mid-paging."""
 
     status: int
     body: bytes
     content_type: str
     after: int = 0
     stall: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra response headers, e.g. a recorded `Sforce-Limit-Info`."""
 
 
 SERVER_UNAVAILABLE = Fault(
@@ -121,8 +124,28 @@ class SalesforceSandbox:
         """The next data call after `after` good ones gets `fault` (the quota is not charged)."""
         with self.lock:
             self.faults.append(
-                Fault(fault.status, fault.body, fault.content_type, after=after, stall=stall)
+                Fault(
+                    fault.status,
+                    fault.body,
+                    fault.content_type,
+                    after=after,
+                    stall=stall,
+                    headers=dict(fault.headers),
+                )
             )
+
+    def replay(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        content_type: str = "application/json;charset=UTF-8",
+    ) -> None:
+        """The next data call (after any queued before it) is answered with exactly these
+        bytes and headers: a body someone recorded from real Salesforce, so the client and
+        the connector meet Salesforce's shapes rather than the sandbox's own."""
+        self.fail(Fault(status, body, content_type, headers=dict(headers or {})))
 
     def data_requests(self) -> int:
         """REST calls served (logins excluded): what counts against the org's daily limit."""
@@ -196,7 +219,8 @@ class SalesforceSandbox:
             fault = self._due_fault()
         if fault is not None:
             action = f"stall:{fault.stall}" if fault.stall else None
-            return Response(fault.status, fault.body, {"Content-Type": fault.content_type}, action)
+            headers = {"Content-Type": fault.content_type, **fault.headers}
+            return Response(fault.status, fault.body, headers, action)
         with self.lock:
             if self.api_used >= self.daily_limit:
                 return sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
@@ -228,7 +252,12 @@ class SalesforceSandbox:
         except soql.SoqlError as exc:
             return sf_error(400, exc.code, f"\n{text}\nERROR at Row:1:Column:1\n{exc}")
         if parsed.obj == "FieldDefinition":
-            known: set[str] | None = {"Id", "QualifiedApiName", "EntityDefinition.QualifiedApiName"}
+            known: set[str] | None = {
+                "Id",
+                "QualifiedApiName",
+                "EntityDefinition.QualifiedApiName",
+                "IsFieldHistoryTracked",
+            }
         else:
             known = self.data.visible_fields(parsed.obj)
         if known is None:

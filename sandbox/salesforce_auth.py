@@ -49,6 +49,22 @@ def _soap_fault(code: str, message: str) -> Response:
     return Response(500, body.encode(), {"Content-Type": "text/xml;charset=UTF-8"})
 
 
+SOAP_LOGIN_REFUSED_FROM = 65.0
+"""Salesforce's SOAP `login()` is not available from API 65.0 on (SOAP API End-of-Life Policy,
+developer.salesforce.com/docs/platform/api/guide/api-eol-soap.html) and retires for every
+version in Summer '27."""
+
+
+def soap_login_unavailable(version: str) -> str:
+    """The refusal's message as published by someone who met it at 65.0 (forcedotcom/wsc
+    issue #363: exceptionCode INVALID_OPERATION). Only code and message were published: the
+    envelope around them is `_soap_fault`'s, the sandbox's reconstruction."""
+    return (
+        f"The SOAP Login operation is not available in the API version specified ({version}). "
+        "Refer to the documentation for supported versions."
+    )
+
+
 def _oauth_error(error: str, description: str) -> Response:
     return Response.json({"error": error, "error_description": description}, 400)
 
@@ -96,6 +112,8 @@ def add_login_routes(
 
     @app.route("POST", r"/.*services/Soap/u/(?P<ver>\d+\.\d)")
     def soap_login(req: Request) -> Response:
+        if float(req.params["ver"]) >= SOAP_LOGIN_REFUSED_FROM:
+            return _soap_fault("INVALID_OPERATION", soap_login_unavailable(req.params["ver"]))
         body = req.body.decode("utf-8", "replace")
         username = _xml_text(body, "username")
         password = _xml_text(body, "password")

@@ -192,13 +192,15 @@ class SalesforceData:
             self.hidden.setdefault(obj, set()).add(name)
 
     def field_definitions(self) -> list[dict[str, Any]]:
-        """FieldDefinition rows: every field of every object, hidden or not."""
+        """FieldDefinition rows: every field of every object, hidden or not, and whether its
+        history is tracked (Setup > Object Manager > object > Set History Tracking)."""
         with self.lock:
             return [
                 {
                     "Id": f"{obj}.{name}",
                     "QualifiedApiName": name,
                     "EntityDefinition.QualifiedApiName": obj,
+                    "IsFieldHistoryTracked": name in self.tracked.get(obj, set()),
                 }
                 for obj, names in self.field_names.items()
                 for name in sorted(names)

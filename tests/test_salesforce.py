@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ga4sync.connectors.salesforce import _tracking_seen
 from ga4sync.mappings import MAPPINGS_DIR
 from ga4sync.ops.metrics import DaemonMetrics
 from ga4sync.sandbox.runner import SandboxEnvironment
@@ -18,6 +19,13 @@ from ga4sync.sandbox.salesforce import PROXY_BAD_GATEWAY, SERVER_UNAVAILABLE, Fa
 from ga4sync.state.store import StateStore
 
 from tests.conftest import EngineFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tracking_answers() -> None:
+    """Each test's org is new: no FieldDefinition answer carried over from another sandbox
+    that happened to use the same port."""
+    _tracking_seen.clear()
 
 
 def _now(sandbox: SandboxEnvironment) -> datetime:
@@ -271,7 +279,9 @@ def test_lead_status_history_and_conversion(
     untracked = data.create_lead(t0 - timedelta(hours=100), status="Working - Contacted")
     engine, _ = make_engine(mapping=mapping)
     first = engine.capture("salesforce")
-    assert first.status == "ok" and first.api_calls == 2  # leads, then their history
+    # leads, their history, and whether Lead.Status history is tracked (asked once a day)
+    assert first.status == "ok" and first.api_calls == 3
+    assert first.warnings == []
     quiet = engine.capture("salesforce")
     assert quiet.api_calls == 1
 
@@ -571,3 +581,54 @@ def test_a_lead_without_id_is_invalid_and_the_other_leads_go_on(
         "malformed CRM record Lead/?: no Id"
     ]
     assert _times(engine.store, lead) == [(None, "Open - Not Contacted", t0)]
+
+
+def test_lead_status_without_history_tracking_warns_instead_of_an_empty_success(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """An org where Lead.Status is not history-tracked has no Status rows in LeadHistory:
+    the run used to report ok with no moves. Now it says why, in the run and in status."""
+    data = sandbox.salesforce.data
+    data.tracked["Lead"] = set()
+    mapping = tmp_path / "lead.yaml"
+    mapping.write_text(LEAD_MAPPING)
+    t0 = _now(sandbox) - timedelta(hours=1)
+    lead = data.create_lead(t0, status="Open - Not Contacted", GA_Client_ID__c="11.22")
+    data.move_lead(lead, "Working - Contacted", t0 + timedelta(minutes=1))
+    engine, config = make_engine(mapping=mapping)
+    report = engine.capture("salesforce")
+    assert report.status == "ok"
+    (warning,) = report.warnings
+    assert "Lead.Status has no field history tracking" in warning
+    assert "LeadHistory" in warning and "Set History Tracking" in warning
+    assert "detection: snapshot" in warning and "conversions still are" in warning
+    again = engine.capture("salesforce")
+    assert again.warnings == report.warnings  # every run says it...
+    assert again.api_calls == 1  # ...from the first run's FieldDefinition answer: leads only
+    assert engine.store.last_runs()[0]["warnings"]
+
+
+def test_a_window_beyond_24_months_of_field_history_warns(
+    sandbox: SandboxEnvironment, tmp_path: Path, state_url: str
+) -> None:
+    from ga4sync.connectors.registry import build_connector
+    from ga4sync.core.model import TimeWindow
+    from ga4sync.mapping.load import load_mapping
+    from ga4sync.pipeline.config import load_config
+    from ga4sync.pipeline.fetch_spec import fetch_spec
+
+    mapping = tmp_path / "lead.yaml"
+    mapping.write_text(LEAD_MAPPING)
+    config = load_config(sandbox.write_config(state_url=state_url, mapping=mapping))
+    settings = config.connector("salesforce")
+    loaded = load_mapping(config.resolve(settings.mapping))
+    end = _now(sandbox)
+    for days, warned in ((729, False), (731, True)):
+        connector = build_connector(settings, fetch_spec(loaded), base_dir=config.base_dir)
+        try:
+            list(connector.fetch_transitions(TimeWindow(start=end - timedelta(days=days), end=end)))
+        finally:
+            connector.close()
+        found = [w for w in connector.warnings if "24 months" in w]
+        assert bool(found) is warned, (days, connector.warnings)
+    assert "returns LeadHistory rows through the API for about 24 months only" in found[0]

@@ -6,6 +6,7 @@ does, and read one window (or run validate, which describes the object).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from ga4sync.mapping.load import load_mapping
 from ga4sync.mappings import MAPPINGS_DIR
 from ga4sync.pipeline.fetch_spec import spec_of
 from ga4sync.sandbox.runner import SandboxEnvironment
+
+from tests.conftest import EngineFactory
 
 
 def _secret(dir_: Path, name: str, value: str) -> dict[str, str]:
@@ -170,3 +173,56 @@ def test_validate_knows_picklist_stages_and_the_converted_pseudo_stage(
     assert result.exit_code == 1, result.output
     assert "unknown stage `Qualifed`, did you mean `Qualified`?" in result.output
     assert "`Converted`" not in result.output
+
+
+def test_password_auth_refused_from_api_65_names_the_oauth_flows(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    """Salesforce's SOAP login() is not available from API 65.0 (SOAP API End-of-Life Policy);
+    the error says so and what to switch to, not "check the credentials"."""
+    with pytest.raises(ConfigError) as err:
+        _connector(sandbox, _auth("password", sandbox, tmp_path), api_version="65.0")
+    text = str(err.value)
+    assert "INVALID_OPERATION" in text
+    assert "not available in the API version specified (65.0)" in text
+    assert "Summer '27" in text and "method: jwt" in text and "client_credentials" in text
+    assert "check the credentials" not in text
+    assert sandbox.salesforce.credentials.logins == []
+    assert sandbox.salesforce.credentials.password not in text
+
+
+def test_password_auth_still_logs_in_before_65_with_a_deprecation_warning(
+    sandbox: SandboxEnvironment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = _connector(sandbox, _auth("password", sandbox, tmp_path), api_version="64.0")
+    connector.close()
+    assert sandbox.salesforce.credentials.logins == ["soap"]
+    (warning,) = connector.warnings
+    assert "`password` is deprecated" in warning and "Summer '27" in warning
+    assert "api-eol-soap" in warning and "method: jwt" in warning
+    assert any("deprecated" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+@pytest.mark.parametrize("kind", ["jwt", "client_credentials"])
+def test_oauth_flows_log_in_at_api_65_without_a_warning(
+    kind: str, sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    connector = _connector(sandbox, _auth(kind, sandbox, tmp_path), api_version="65.0")
+    connector.close()
+    assert sandbox.salesforce.credentials.logins == [kind]
+    assert connector.warnings == []
+
+
+def test_a_run_with_password_auth_shows_the_deprecation_in_status(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    options = {
+        "auth": _auth("password", sandbox, tmp_path),
+        "login_url": f"{sandbox.sf_server.url}/login",
+    }
+    engine, config = make_engine(salesforce_options=options)
+    assert engine.run_once().ok
+    result = CliRunner().invoke(main, ["--config", str(config.path), "status", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    sf = next(c for c in json.loads(result.output)["connectors"] if c["name"] == "salesforce")
+    assert any("`password` is deprecated" in w for w in sf["last_run"]["warnings"])
