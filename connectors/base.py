@@ -109,4 +109,9 @@ class Connector(Protocol):
         """The object's fields as the CRM lists them, or None when the source cannot list them."""
         ...
 
+    def setup_warnings(self) -> list[str]:
+        """What in the CRM's setup would make a run succeed while seeing less than it should
+        (a stage field whose history is not tracked): `mappings validate` says it up front."""
+        ...
+
     def close(self) -> None: ...

@@ -227,6 +227,10 @@ class CsvConnector:
         """Columns are only known per file (each file's header is checked as it is read)."""
         return None
 
+    def setup_warnings(self) -> list[str]:
+        """A file has no setup to get wrong beyond what each read checks."""
+        return []
+
     # -- one file ------------------------------------------------------------------------
     def _not_ready(self, path: Path, look: FileLook, shown: str) -> TransitionPage | None:
         """None when the file is complete by the `ready:` rule; else it waits for a later run.

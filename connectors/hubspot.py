@@ -225,6 +225,10 @@ class HubspotConnector:
             tuple(StageOption(str(o["value"]), str(o["label"])) for o in prop["options"]),
         )
 
+    def setup_warnings(self) -> list[str]:
+        """HubSpot keeps every property's history; nothing to switch on."""
+        return []
+
     def field_catalog(self) -> CrmFields:
         """The object's properties, and every id, label and `Pipeline/Label` of its stages."""
         names = frozenset(str(p["name"]) for p in self.api.properties(self.object_type))

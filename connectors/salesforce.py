@@ -344,18 +344,28 @@ class SalesforceConnector:
                     self.name, exc, start.isoformat(),
                 )  # fmt: skip
 
+    def setup_warnings(self) -> list[str]:
+        """The stage field's history not tracked: a history read would come back empty."""
+        history = self.field_history
+        if history is None or self._history_tracked() is not False:
+            return []
+        also = " (conversions still are)" if self.object_type == "Lead" else ""
+        return [
+            NOT_TRACKED_WARNING.format(
+                obj=self.object_type,
+                field=self.stage_field,
+                history=history.object_name,
+                also=also,
+            )  # fmt: skip
+        ]
+
     def _warn_about_history(self, window: TimeWindow) -> None:
         """Two ways a field-history read comes back empty while the CRM had moves: the stage
         field's history is not tracked, or the window reaches past what the API returns."""
         history = self.field_history
         if history is None:
             return
-        also = " (conversions still are)" if self.object_type == "Lead" else ""
-        if self._history_tracked() is False:
-            warning = NOT_TRACKED_WARNING.format(
-                obj=self.object_type, field=self.stage_field, history=history.object_name,
-                also=also,
-            )  # fmt: skip
+        for warning in self.setup_warnings():
             log.warning("%s: %s", self.name, warning)
             self.warnings.append(warning)
         end = window.end or datetime.now(UTC)

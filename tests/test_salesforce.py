@@ -608,6 +608,23 @@ def test_lead_status_without_history_tracking_warns_instead_of_an_empty_success(
     assert engine.store.last_runs()[0]["warnings"]
 
 
+def test_mappings_validate_warns_up_front_when_the_stage_field_history_is_not_tracked(
+    sandbox: SandboxEnvironment, tmp_path: Path, state_url: str
+) -> None:
+    """The run's warning, said before the first run: `mappings validate --config`."""
+    from click.testing import CliRunner
+    from ga4sync.cli import main
+
+    sandbox.salesforce.data.tracked["Lead"] = set()
+    mapping = tmp_path / "lead.yaml"
+    mapping.write_text(LEAD_MAPPING)
+    config = sandbox.write_config(state_url=state_url, mapping=mapping)
+    result = CliRunner().invoke(main, ["--config", str(config), "mappings", "validate"])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output
+    assert "Lead.Status has no field history tracking" in result.output
+
+
 def test_a_window_beyond_24_months_of_field_history_warns(
     sandbox: SandboxEnvironment, tmp_path: Path, state_url: str
 ) -> None:

@@ -179,7 +179,10 @@ def _catalog(
     key = f"{settings.name}/{model.object}"
     if key not in cache:
         try:
-            cache[key] = fetch_catalog(settings, result.loaded, base_dir=config.base_dir)
+            catalog = fetch_catalog(settings, result.loaded, base_dir=config.base_dir)
+            for warning in catalog.warnings:
+                click.echo(f"warning: {result.path}: connector {settings.name}: {warning}")
+            cache[key] = catalog
         except CatalogUnavailable as exc:
             click.echo(
                 f"note: field names in {result.path} not checked: connector {settings.name}: {exc}",

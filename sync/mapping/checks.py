@@ -38,6 +38,8 @@ class FieldCatalog:
     """Values and labels the stage field can hold (picklist, pipeline stages), when known."""
     ambiguous: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Lower-cased stage labels found in several pipelines -> the `Pipeline/Label` names."""
+    warnings: tuple[str, ...] = ()
+    """The CRM's setup would let a run succeed while seeing less (history not tracked)."""
 
 
 # -- rules together ----------------------------------------------------------------------------

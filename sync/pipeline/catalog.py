@@ -36,13 +36,14 @@ def fetch_catalog(
         if fields is None:
             raise CatalogUnavailable(f"{type(connector).__name__} cannot list its fields")
         ambiguous = _ambiguous_labels(connector)
+        warnings = tuple(connector.setup_warnings())
     except CatalogUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - the CRM's own error, shown to the person
         raise CatalogUnavailable(redact(f"{type(exc).__name__}: {exc}")[:300]) from None
     finally:
         connector.close()
-    return FieldCatalog(obj, fields.names, fields.source, fields.stages, ambiguous)
+    return FieldCatalog(obj, fields.names, fields.source, fields.stages, ambiguous, warnings)
 
 
 def _ambiguous_labels(connector: Connector) -> dict[str, tuple[str, ...]]:
