@@ -14,12 +14,9 @@ urllib3 writes and reads on the caller's thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from typing import Any
 
 from requests.adapters import HTTPAdapter
-
-# urllib3's own alias for what `request()` accepts as a body.
-from urllib3._base_connection import _TYPE_BODY
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
@@ -42,58 +39,22 @@ def request_written() -> bool:
     return _progress.written
 
 
-class WriteTrackingHTTPConnection(HTTPConnection):
-    def request(  # type: ignore[override]
-        self,
-        method: str,
-        url: str,
-        body: _TYPE_BODY | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        chunked: bool = False,
-        preload_content: bool = True,
-        decode_content: bool = True,
-        enforce_content_length: bool = True,
-    ) -> None:
-        super().request(
-            method,
-            url,
-            body,
-            headers,
-            chunked=chunked,
-            preload_content=preload_content,
-            decode_content=decode_content,
-            enforce_content_length=enforce_content_length,
-        )
+class _MarksWhenWritten:
+    """Mixed into urllib3's connections: `request()` returning means every byte was written."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)  # type: ignore[misc]
         # Only reached when every byte went to the socket (urllib3 swallows a BrokenPipe
         # raised inside, so the flag must not be set by anything but a normal return).
         _progress.written = True
 
 
-class WriteTrackingHTTPSConnection(HTTPSConnection):
-    def request(  # type: ignore[override]
-        self,
-        method: str,
-        url: str,
-        body: _TYPE_BODY | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        chunked: bool = False,
-        preload_content: bool = True,
-        decode_content: bool = True,
-        enforce_content_length: bool = True,
-    ) -> None:
-        super().request(
-            method,
-            url,
-            body,
-            headers,
-            chunked=chunked,
-            preload_content=preload_content,
-            decode_content=decode_content,
-            enforce_content_length=enforce_content_length,
-        )
-        _progress.written = True
+class WriteTrackingHTTPConnection(_MarksWhenWritten, HTTPConnection):
+    pass
+
+
+class WriteTrackingHTTPSConnection(_MarksWhenWritten, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):
