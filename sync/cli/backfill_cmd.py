@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from ga4sync.cli.common import console, open_config, open_store
+from ga4sync.cli.common import console, open_config, open_store, summary_format_option
 from ga4sync.cli.display import cell, printable
 from ga4sync.cli.signals import restore_signals, stop_on_signals
 from ga4sync.core.clock import SystemClock
@@ -67,14 +67,7 @@ progress_console = Console(stderr=True)
     "now-72h with the CRM time in the `crm_changed_at` param; clamp also sends those an "
     "earlier pass of the same window skipped.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: the summary as one JSON object on stdout, for scripts (keys in README).",
-)
+@summary_format_option
 @click.pass_context
 def backfill(
     ctx: click.Context,

@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from ga4sync.cli.common import console, errors, open_config, open_store
+from ga4sync.cli.common import console, errors, open_config, open_store, summary_format_option
 from ga4sync.cli.run_progress import RunProgress, wanted
 from ga4sync.cli.run_summary import (
     UnreachableWatch,
@@ -48,14 +48,7 @@ from ga4sync.state.store import ClaimedRow
     "at now-72h with the CRM time in the `crm_changed_at` param. clamp also sends the events "
     "earlier runs skipped as too_old. Default: the config's old_events (skip).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: the summary as one JSON object on stdout, for scripts (keys in README).",
-)
+@summary_format_option
 @click.pass_context
 def run(
     ctx: click.Context,
