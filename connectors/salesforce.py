@@ -54,6 +54,12 @@ from ga4sync.connectors.salesforce_history import (
 )
 from ga4sync.connectors.salesforce_polling import CONVERTED_STAGE, RecordPollReader
 from ga4sync.connectors.salesforce_soql import soql_quote, without_select_fields
+from ga4sync.connectors.salesforce_visibility import (
+    CannotCheck,
+    Visibility,
+    check_visibility,
+    visibility_warning,
+)
 from ga4sync.connectors.spec import FetchSpec
 from ga4sync.core.durations import Duration
 from ga4sync.core.errors import ConfigError, ConnectorError, QuotaExhausted
@@ -97,6 +103,9 @@ TRACKING_RECHECK = 24 * 3600.0
 """Seconds a FieldDefinition answer about history tracking is trusted (one call a day, not one
 per poll: a daemon polling every minute would otherwise spend 1,440 calls a day on it)."""
 _tracking_seen: dict[tuple[str, str, str], tuple[float, bool | None]] = {}
+_visibility_seen: dict[tuple[str, str], tuple[float, Visibility]] = {}
+"""Whether the integration user sees every record of an object, per org and object: asked at
+most once a day (up to four calls), like history tracking."""
 
 
 LOCATOR_RESTARTS = 3
@@ -330,6 +339,7 @@ class SalesforceConnector:
                     yield page
                     if page.watermark is not None and page.watermark > start:
                         start, restarts = page.watermark, 0
+                self._warn(self._visibility_warnings())
                 return
             except QueryLocatorExpired as exc:
                 restarts += 1
@@ -345,6 +355,84 @@ class SalesforceConnector:
                 )  # fmt: skip
 
     def setup_warnings(self) -> list[str]:
+        """The stage field's history not tracked (a history read would come back empty), and
+        an integration user that sharing keeps from seeing every record."""
+        return [*self._tracking_warnings(), *self._visibility_warnings()]
+
+    def _warn(self, warnings: list[str]) -> None:
+        for warning in warnings:
+            log.warning("%s: %s", self.name, warning)
+            self.warnings.append(warning)
+
+    def _visibility_warnings(self) -> list[str]:
+        """Asked after the read (the read's own answers come first, and a run that stopped
+        early says nothing): its few calls never stand between a run and its data."""
+        seen = self._visibility()
+        warning = None if seen is None else visibility_warning(self.object_type, seen)
+        return [] if warning is None else [warning]
+
+    def _visibility(self) -> Visibility | None:
+        """The check of salesforce_visibility, at most once a day per org and object. None:
+        not answered now (quota, outage, a login that failed); asked again next run."""
+        key = (str(self.sf.base_url), self.object_type)
+        seen = _visibility_seen.get(key)
+        if seen is not None and time.monotonic() - seen[0] < TRACKING_RECHECK:
+            return seen[1]
+        if self._at_floor():
+            return None
+        try:
+            answer = check_visibility(self.object_type, self._setup_query, self._user_id)
+        except (ConnectorError, ConfigError, QuotaExhausted, OrgBusy) as exc:
+            log.info("%s: record visibility not checked now: %s", self.name, exc)
+            return None
+        _visibility_seen[key] = (time.monotonic(), answer)
+        return answer
+
+    def _setup_query(self, soql: str) -> list[dict[str, Any]]:
+        """One query of the visibility check: a refusal (INVALID_TYPE for a user who may not
+        read setup, INSUFFICIENT_ACCESS...) is CannotCheck; quota and outages are raised as in
+        any other call."""
+        from simple_salesforce.exceptions import (  # lazy, as in _call_once
+            SalesforceMalformedRequest,
+            SalesforceRefusedRequest,
+            SalesforceResourceNotFound,
+        )
+
+        timeout = self.settings.timeout.total_seconds()
+        try:
+            result = self.sf.query(soql, timeout=timeout)
+        except (SalesforceMalformedRequest, SalesforceResourceNotFound) as exc:
+            raise CannotCheck(sf_message(exc)) from None
+        except SalesforceRefusedRequest as exc:
+            if sf_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+                raise QuotaExhausted(sf_message(exc)) from None
+            raise CannotCheck(sf_message(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - outage, expired session, not JSON: not now
+            raise ConnectorError(f"{type(exc).__name__}") from None
+        records = result.get("records") if isinstance(result, dict) else None
+        return [r for r in records or [] if isinstance(r, dict)]
+
+    def _user_id(self) -> str | None:
+        """The integration user's id from `GET /services/oauth2/userinfo` (OpenID Connect)."""
+        url = f"https://{self.sf.sf_instance}/services/oauth2/userinfo"
+        try:
+            answer = self._session.get(
+                url, headers=self.sf.headers, timeout=self.settings.timeout.total_seconds()
+            )
+            body = answer.json() if answer.status_code == 200 else {}
+        except (requests.RequestException, ValueError):
+            return None
+        user = body.get("user_id") if isinstance(body, dict) else None
+        return user if isinstance(user, str) and user else None
+
+    def _at_floor(self) -> bool:
+        try:
+            self._check_floor()
+        except QuotaExhausted:
+            return True
+        return False
+
+    def _tracking_warnings(self) -> list[str]:
         """The stage field's history not tracked: a history read would come back empty."""
         history = self.field_history
         if history is None or self._history_tracked() is not False:
@@ -365,9 +453,7 @@ class SalesforceConnector:
         history = self.field_history
         if history is None:
             return
-        for warning in self.setup_warnings():
-            log.warning("%s: %s", self.name, warning)
-            self.warnings.append(warning)
+        self._warn(self._tracking_warnings())
         end = window.end or datetime.now(UTC)
         if end - window.start > HISTORY_RETENTION:
             warning = RETENTION_WARNING.format(

@@ -15,6 +15,7 @@ from typing import Any
 
 from ga4sync.sandbox import soql
 from ga4sync.sandbox.http import App, Request, Response
+from ga4sync.sandbox.salesforce_access import METADATA_FIELDS, SETUP_OBJECTS
 from ga4sync.sandbox.salesforce_auth import SandboxCredentials, add_login_routes
 from ga4sync.sandbox.salesforce_data import SALESFORCE_ID, SalesforceData, sf_time
 
@@ -23,6 +24,16 @@ API_VERSION_PATH = r"/services/data/v(?P<ver>\d+\.\d)"
 
 def sf_error(status: int, code: str, message: str) -> Response:
     return Response.json([{"message": message, "errorCode": code}], status)
+
+
+def not_supported(obj: str) -> str:
+    """Salesforce's INVALID_TYPE message for an object the user may not query (or that the org
+    does not have: the two look the same to an API user)."""
+    return (
+        f"sObject type '{obj}' is not supported. If you are attempting to use a custom object, "
+        "be sure to append the '__c' after the entity name. Please reference your WSDL or the "
+        "describe call for the appropriate names."
+    )
 
 
 def _is_id_field(name: str) -> bool:
@@ -182,6 +193,16 @@ class SalesforceSandbox:
             fields = [{"name": n, "picklistValues": self._picklist(obj, n)} for n in sorted(names)]
             return Response.json({"name": obj, "fields": fields}, headers=self._limit_header())
 
+        @app.route("GET", r"/services/oauth2/userinfo")
+        def userinfo(req: Request) -> Response:
+            auth = req.header("authorization") or ""
+            with self.lock:
+                known = auth.startswith("Bearer ") and auth[len("Bearer ") :] in self.tokens
+            if not known:
+                return Response(401, b"Bad_OAuth_Token", {"Content-Type": "text/plain"})
+            instance = f"https://{req.header('host') or '127.0.0.1'}"
+            return Response.json(self.data.access.userinfo(instance))
+
         @app.route("GET", API_VERSION_PATH + r"/limits/?")
         def limits(req: Request) -> Response:
             return Response.json(
@@ -251,6 +272,9 @@ class SalesforceSandbox:
             parsed = soql.parse(text)
         except soql.SoqlError as exc:
             return sf_error(400, exc.code, f"\n{text}\nERROR at Row:1:Column:1\n{exc}")
+        metadata = METADATA_FIELDS.get(parsed.obj)
+        if parsed.obj in SETUP_OBJECTS and not self.data.access.setup_readable:
+            return sf_error(400, "INVALID_TYPE", not_supported(parsed.obj))
         if parsed.obj == "FieldDefinition":
             known: set[str] | None = {
                 "Id",
@@ -258,6 +282,8 @@ class SalesforceSandbox:
                 "EntityDefinition.QualifiedApiName",
                 "IsFieldHistoryTracked",
             }
+        elif metadata is not None:
+            known = metadata
         else:
             known = self.data.visible_fields(parsed.obj)
         if known is None:
@@ -286,11 +312,17 @@ class SalesforceSandbox:
             )
         indexed = {"Id", self.data.indexed_field(parsed.obj) or "Id"}
         only = soql.narrowing(parsed.where, indexed)
-        table = (
-            self.data.field_definitions()
-            if parsed.obj == "FieldDefinition"
-            else self.data.rows(parsed.obj, include_deleted, only=only)
-        )
+        if parsed.obj == "FieldDefinition":
+            table = self.data.field_definitions()
+        elif metadata is not None:
+            table = self.data.access.metadata_rows(parsed.obj, sorted(self.data.field_names))
+        else:
+            # Sharing: rows the integration user may not see are left out, silently.
+            table = [
+                r
+                for r in self.data.rows(parsed.obj, include_deleted, only=only)
+                if self.data.visible(parsed.obj, r)
+            ]
         rows = [r for r in table if soql.matches(parsed.where, r)]
         if parsed.order:
             rows.sort(key=soql.sort_key(parsed.order))

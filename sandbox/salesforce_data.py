@@ -15,6 +15,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from ga4sync.sandbox.salesforce_access import OrgAccess
+
 SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 """A record id as Salesforce accepts it in a query: 15 or 18 letters and digits."""
 
@@ -89,6 +91,8 @@ class SalesforceData:
         """Fields that exist but the integration user cannot see (field-level security):
         describe leaves them out and a query naming them is INVALID_FIELD, as in a real org;
         only FieldDefinition (the org's metadata) lists them."""
+        self.access = OrgAccess()
+        """The integration user's record access (sharing): who it is, what it sees."""
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             "Opportunity": {},
             "OpportunityHistory": {},
@@ -443,6 +447,14 @@ class SalesforceData:
                     table[h] for v in only[1] if isinstance(v, str) for h in index.get(v, [])
                 ]
             return [dict(r) for r in candidates if include_deleted or not r.get("IsDeleted")]
+
+    def visible(self, obj: str, row: dict[str, Any]) -> bool:
+        """Whether sharing lets the integration user see this row (history rows follow their
+        record)."""
+        with self.lock:
+            return self.access.visible(
+                obj, row, lambda o, rid: self.objects.get(o, {}).get(rid) if rid else None
+            )
 
     def indexed_field(self, obj: str) -> str | None:
         """The parent-id field the sandbox can look rows up by (besides Id)."""

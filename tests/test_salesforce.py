@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ga4sync.connectors.salesforce import _tracking_seen
+from ga4sync.connectors.salesforce import _tracking_seen, _visibility_seen
 from ga4sync.mappings import MAPPINGS_DIR
 from ga4sync.ops.metrics import DaemonMetrics
 from ga4sync.sandbox.runner import SandboxEnvironment
@@ -26,6 +26,7 @@ def _fresh_tracking_answers() -> None:
     """Each test's org is new: no FieldDefinition answer carried over from another sandbox
     that happened to use the same port."""
     _tracking_seen.clear()
+    _visibility_seen.clear()
 
 
 def _now(sandbox: SandboxEnvironment) -> datetime:
@@ -117,8 +118,9 @@ def test_quiet_poll_costs_one_call(sandbox: SandboxEnvironment, make_engine: Eng
     engine, _ = make_engine()
     first = engine.capture("salesforce")
     assert first.captured == 60
-    # One history page, one "stage before the window" batch, one records batch.
-    assert first.api_calls == 3
+    # One history page, one "stage before the window" batch, one records batch, and whether
+    # the user sees every opportunity (Opportunity sharing is Public Read/Write: one call).
+    assert first.api_calls == 4
     before = sandbox.salesforce.data_requests()
     quiet = engine.capture("salesforce")
     assert quiet.captured == 0 and quiet.api_calls == 1
@@ -279,8 +281,9 @@ def test_lead_status_history_and_conversion(
     untracked = data.create_lead(t0 - timedelta(hours=100), status="Working - Contacted")
     engine, _ = make_engine(mapping=mapping)
     first = engine.capture("salesforce")
-    # leads, their history, and whether Lead.Status history is tracked (asked once a day)
-    assert first.status == "ok" and first.api_calls == 3
+    # leads, their history, whether Lead.Status history is tracked and whether the user sees
+    # every lead (each asked once a day)
+    assert first.status == "ok" and first.api_calls == 4
     assert first.warnings == []
     quiet = engine.capture("salesforce")
     assert quiet.api_calls == 1
@@ -330,7 +333,7 @@ def test_snapshot_diff_sees_last_stage_and_warns(
     data.edit_opportunity(old, t0, Name="renamed")  # an old won deal, merely edited
     engine, _ = make_engine(mapping=mapping)
     first = engine.capture("salesforce")
-    assert first.status == "ok" and first.api_calls == 1
+    assert first.status == "ok" and first.api_calls == 2  # the records, sharing (once a day)
     assert any("intermediate moves can be missed" in w for w in first.warnings)
     assert engine.store.last_runs()[0]["warnings"]
     t1 = _now(sandbox) - timedelta(minutes=5)
