@@ -9,7 +9,9 @@ move of records other people own. An API user can find out, in this order (each 
 check when it answers "sees all"):
 
 1. `EntityDefinition.InternalSharingModel` of the object: Read, ReadWrite, ReadWriteTransfer or
-   FullAccess (Public Read Only / Read/Write) means every internal user sees every record.
+   FullAccess (Public Read Only / Read/Write) means every internal user sees every record. If
+   EntityDefinition does not answer, `Organization.Default<Object>Access` does for the standard
+   objects that have one (None is Private, Edit is Read/Write).
 2. `UserPermissionAccess` (the running user's own system permissions, no setup rights needed):
    `PermissionsViewAllData` / `PermissionsModifyAllData`.
 3. The user's id (`GET /services/oauth2/userinfo`), its `PermissionSetAssignment`s (the profile's
@@ -31,6 +33,21 @@ from typing import Any
 from ga4sync.connectors.salesforce_soql import soql_quote
 
 PUBLIC_MODELS = frozenset({"Read", "ReadWrite", "ReadWriteTransfer", "FullAccess"})
+ORG_DEFAULT = {
+    "Opportunity": "DefaultOpportunityAccess",
+    "Lead": "DefaultLeadAccess",
+    "Account": "DefaultAccountAccess",
+    "Contact": "DefaultContactAccess",
+    "Case": "DefaultCaseAccess",
+}
+ORG_MODEL = {
+    "None": "Private",
+    "Read": "Read",
+    "Edit": "ReadWrite",
+    "ReadEditTransfer": "ReadWriteTransfer",
+    "ControlledByParent": "ControlledByParent",
+}
+"""Organization's Default<Object>Access values in InternalSharingModel's words."""
 MODEL_WORDS = {"Private": "Private", "ControlledByParent": "Controlled by Parent"}
 PLURAL = {"Opportunity": "Opportunities", "Lead": "Leads", "Account": "Accounts"}
 
@@ -55,14 +72,8 @@ Query = Callable[[str], list[dict[str, Any]]]
 def check_visibility(obj: str, query: Query, user_id: Callable[[], str | None]) -> Visibility:
     """The steps of the module docstring. `query` returns a query's records and raises
     CannotCheck on a refusal; anything else it raises (quota, outage) propagates."""
-    model: str | None = None
+    model = sharing_model(obj, query)
     try:
-        rows = query(
-            "SELECT QualifiedApiName, InternalSharingModel FROM EntityDefinition "
-            f"WHERE QualifiedApiName = {soql_quote(obj)}"
-        )
-        found = rows[0].get("InternalSharingModel") if rows else None
-        model = found if isinstance(found, str) else None
         if model in PUBLIC_MODELS:
             return Visibility(True, model)
         granted = query(
@@ -97,6 +108,30 @@ def check_visibility(obj: str, query: Query, user_id: Callable[[], str | None]) 
     except CannotCheck as exc:
         return Visibility(None, model, str(exc))
     return Visibility(False, model)
+
+
+def sharing_model(obj: str, query: Query) -> str | None:
+    """The object's organization-wide default for internal users, or None if neither
+    EntityDefinition nor Organization tells."""
+    try:
+        rows = query(
+            "SELECT QualifiedApiName, InternalSharingModel FROM EntityDefinition "
+            f"WHERE QualifiedApiName = {soql_quote(obj)}"
+        )
+        found = rows[0].get("InternalSharingModel") if rows else None
+        if isinstance(found, str) and found:
+            return found
+    except CannotCheck:
+        pass
+    field = ORG_DEFAULT.get(obj)
+    if field is None:
+        return None
+    try:
+        rows = query(f"SELECT {field} FROM Organization")
+    except CannotCheck:
+        return None
+    value = rows[0].get(field) if rows else None
+    return ORG_MODEL.get(value) if isinstance(value, str) else None
 
 
 def visibility_warning(obj: str, seen: Visibility) -> str | None:

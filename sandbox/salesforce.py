@@ -273,7 +273,10 @@ class SalesforceSandbox:
         except soql.SoqlError as exc:
             return sf_error(400, exc.code, f"\n{text}\nERROR at Row:1:Column:1\n{exc}")
         metadata = METADATA_FIELDS.get(parsed.obj)
-        if parsed.obj in SETUP_OBJECTS and not self.data.access.setup_readable:
+        access = self.data.access
+        if parsed.obj in access.refused or (
+            parsed.obj in SETUP_OBJECTS and not access.setup_readable
+        ):
             return sf_error(400, "INVALID_TYPE", not_supported(parsed.obj))
         if parsed.obj == "FieldDefinition":
             known: set[str] | None = {

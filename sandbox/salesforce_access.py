@@ -6,7 +6,8 @@ unless a permission set or the profile grants "View All" on the object or the sy
 "View All Data". Nothing in the answer says records were left out. The sandbox imitates that
 (and the history rows of hidden records go with them), and answers the metadata queries an API
 user can ask to find out: `EntityDefinition.InternalSharingModel`, `UserPermissionAccess`,
-`PermissionSetAssignment` and `ObjectPermissions`, plus `GET /services/oauth2/userinfo`.
+`PermissionSetAssignment` and `ObjectPermissions` (and `Organization`'s defaults), plus
+`GET /services/oauth2/userinfo`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ HISTORY_PARENT = {
 
 METADATA_FIELDS = {
     "EntityDefinition": {"Id", "QualifiedApiName", "InternalSharingModel"},
+    "Organization": {"Id", *(f"Default{o}Access" for o in ("Opportunity", "Lead", "Account"))},
     "UserPermissionAccess": {"Id", "PermissionsViewAllData", "PermissionsModifyAllData"},
     "PermissionSetAssignment": {"Id", "AssigneeId", "PermissionSetId"},
     "ObjectPermissions": {
@@ -56,6 +58,8 @@ class OrgAccess:
     """InternalSharingModel per object (organization-wide default); `ReadWrite` if unset."""
     setup_readable: bool = True
     """Whether the user may query PermissionSetAssignment and ObjectPermissions."""
+    refused: set[str] = field(default_factory=set)
+    """Further objects this user may not query (INVALID_TYPE), e.g. EntityDefinition."""
     user_id: str = INTEGRATION_USER
 
     def restrict(self, obj: str) -> None:
@@ -98,6 +102,18 @@ class OrgAccess:
                     "InternalSharingModel": self.sharing_model(name),
                 }
                 for name in objects
+            ]
+        if obj == "Organization":
+            org_words = {"Private": "None", "Read": "Read", "ReadWrite": "Edit"}
+            org_words["ReadWriteTransfer"] = "ReadEditTransfer"
+            return [
+                {
+                    "Id": "00DSBX",
+                    **{
+                        f"Default{o}Access": org_words.get(self.sharing_model(o), "Edit")
+                        for o in ("Opportunity", "Lead", "Account")
+                    },
+                }
             ]
         if obj == "UserPermissionAccess":
             return [

@@ -140,3 +140,20 @@ def test_mappings_validate_says_it_before_the_first_run(
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output
     assert "sees only the Opportunities it owns" in " ".join(result.output.split())
+
+
+def test_organization_defaults_answer_when_entity_definition_does_not(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    """EntityDefinition refused: Organization.DefaultOpportunityAccess (`Read`, Public Read
+    Only) says every opportunity is seen, in two calls."""
+    access = sandbox.salesforce.data.access
+    access.restrict("Opportunity")
+    access.sharing["Opportunity"] = "Read"
+    access.refused.add("EntityDefinition")
+    own, other = _two_deals(sandbox)
+    engine, _ = make_engine()
+    report = engine.capture("salesforce")
+    assert report.status == "ok" and report.warnings == []
+    assert _records(engine.store) == {own, other}
+    assert report.api_calls == 3 + 2
