@@ -28,7 +28,10 @@ def sf_error(status: int, code: str, message: str) -> Response:
 
 def not_supported(obj: str) -> str:
     """Salesforce's INVALID_TYPE message for an object the user may not query (or that the org
-    does not have: the two look the same to an API user)."""
+    does not have: the two look the same to an API user). Marketo's "Salesforce Diagnostics"
+    docs quote it for a user without access to Lead: `sObject type 'Lead' is not supported. If
+    you are attempting to use a custom object, be sure to append the '__c' after the entity
+    name. Please reference your WSDL or the describe call for the appropriate names`."""
     return (
         f"sObject type '{obj}' is not supported. If you are attempting to use a custom object, "
         "be sure to append the '__c' after the entity name. Please reference your WSDL or the "

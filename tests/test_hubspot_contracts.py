@@ -119,3 +119,25 @@ def test_a_recorded_record_with_history_becomes_its_move(hub: SandboxEnvironment
         ("1", None, "true", datetime(2022, 11, 7, 21, 54, 3, 930000, tzinfo=UTC))
     ]
     assert moves[0].source_ref == "contacts/1/is_verified@1667858043930"
+
+
+def test_the_documented_daily_429_stops_the_run_as_quota_and_the_next_run_resumes(
+    hub: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    """HubSpot's own example of a 429 (API usage details page): `policyName: DAILY` is the
+    day's quota, which no retry helps; the run stops as `quota` with nothing half-done."""
+    ids = [
+        hub.hubspot.data.create(
+            "deals", hub.clock.now() - timedelta(minutes=30 + i), {"dealstage": "closedwon"}
+        )
+        for i in range(3)
+    ]
+    hub.hubspot.replay(RecordedAnswer("/batch/read", 429, recorded("429_daily.json")))
+    engine = deals_engine(make_engine)
+    capture = engine.run_once().captures[0]
+    assert capture.status == "quota", capture.error
+    assert "daily API limit" in (capture.error or "")
+    assert deal_rows(engine) == [] and engine.store.get_watermark("hubspot_deals", "deals") is None
+    assert hub.hubspot.counts["requests"] == capture.api_calls  # refused once, never retried
+    again = engine.run_once().captures[0]
+    assert again.status == "ok" and {r["record_id"] for r in deal_rows(engine)} == set(ids)

@@ -9,6 +9,7 @@ session says) is checked against what Salesforce's documentation and others' tes
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from ga4sync.mapping.load import load_mapping
 from ga4sync.mappings import MAPPINGS_DIR
 from ga4sync.pipeline.fetch_spec import spec_of
 from ga4sync.sandbox.runner import SandboxEnvironment
+
+from tests.conftest import EngineFactory
 
 CONTRACTS = Path(__file__).parent / "contracts" / "salesforce"
 
@@ -105,3 +108,27 @@ def test_recorded_invalid_field_names_the_field_and_object_salesforce_refused(
     assert (err.value.object_type, err.value.field) == ("Lead", "SF_date__c")
     assert "Salesforce has no field `SF_date__c` on Lead in this org" in str(err.value)
     assert "Row:1" not in str(err.value)  # the echoed query stays out of the message
+
+
+def test_recorded_total_requests_403_stops_the_run_as_quota_and_the_next_run_resumes(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory
+) -> None:
+    """A real org's answer once its daily API requests were spent (logged by a browser
+    extension): 403 `REQUEST_LIMIT_EXCEEDED` / `TotalRequests Limit exceeded.`. Waiting
+    seconds does not help, so the call is not retried: the run stops as `quota` after the
+    last committed page, and the next run resumes from the watermark."""
+    data = sandbox.salesforce.data
+    t0 = sandbox.clock.now().replace(microsecond=0) - timedelta(hours=1)
+    oid = data.create_opportunity(t0, stage="Prospecting", GA_Client_ID__c="1.1")
+    data.move_opportunity(oid, "Closed Won", t0 + timedelta(minutes=5))
+    sandbox.salesforce.replay(403, _recorded("403_total_requests.json"))
+    engine, _ = make_engine()
+    report = engine.capture("salesforce")
+    assert report.status == "quota"
+    assert "TotalRequests Limit exceeded." in (report.error or "")
+    assert "the next run resumes there" in (report.error or "")
+    assert report.api_calls == 1 == sandbox.salesforce.data_requests()  # not retried
+    assert engine.store.list_outbox() == []
+    again = engine.capture("salesforce")
+    assert again.status == "ok"
+    assert [r["to_value"] for r in engine.store.list_outbox()] == ["Prospecting", "Closed Won"]
