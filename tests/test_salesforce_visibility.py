@@ -157,3 +157,15 @@ def test_organization_defaults_answer_when_entity_definition_does_not(
     assert report.status == "ok" and report.warnings == []
     assert _records(engine.store) == {own, other}
     assert report.api_calls == 3 + 2
+
+
+def test_ga4sync_run_prints_the_warning(
+    sandbox: SandboxEnvironment, tmp_path: Path, state_url: str
+) -> None:
+    sandbox.salesforce.data.access.restrict("Opportunity")
+    _two_deals(sandbox)
+    config = sandbox.write_config(state_url=state_url)
+    result = CliRunner().invoke(main, ["--config", str(config), "run"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "salesforce warning: the integration user sees only the Opportunities" in text
