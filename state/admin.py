@@ -58,10 +58,7 @@ class OutboxAdmin:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         o = s.outbox
-        # An older store read as it is (read-only commands) lacks the columns added since.
-        columns = [
-            c for c in o.c if self.version >= s.SEND_STARTED_VERSION or c.name != "send_started_at"
-        ]
+        columns = s.outbox_columns(self.version)
         q = sa.select(*columns).order_by(o.c.changed_at, o.c.key)
         if statuses:
             q = q.where(o.c.status.in_(list(statuses)))
@@ -90,9 +87,7 @@ class OutboxAdmin:
         """
         o = s.outbox
         left_out = {"record_json"} if with_payload else {"record_json", "payload"}
-        if self.version < s.SEND_STARTED_VERSION:
-            left_out.add("send_started_at")  # an older store, read as it is
-        columns = [c for c in o.c if c.name not in left_out]
+        columns = s.outbox_columns(self.version, leave_out=frozenset(left_out))
         q = self._outbox_filter(sa.select(*columns), statuses, connector)
         q = q.order_by(o.c.changed_at, o.c.key)
         if limit:

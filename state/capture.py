@@ -92,8 +92,12 @@ class CaptureWriter:
         now: datetime,
         scope: str = "daemon",
         snapshots: dict[str, str] | None = None,
+        live: bool = False,
     ) -> CaptureResult:
         """Rows, snapshots and watermark land together or not at all.
+
+        `live`: the page comes from a poll that resumed from a watermark, so its rows count
+        in the delivery delay (a first sync of old history and backfills do not).
 
         Set-based, because a page is 2,000 rows: one query for the keys already captured, one
         for the once_per_record keys already taken, and one multi-row INSERT ... ON CONFLICT
@@ -125,7 +129,7 @@ class CaptureWriter:
                         )
                         result.once_skipped_keys.add(row.key)
                     taken.add(row.once_key)
-                values.append(self._row_values(row, status, reason, now))
+                values.append(self._row_values(row, status, reason, now, live=live))
             inserted = self._insert_many_ignore(conn, values)
             result.inserted_keys = inserted
             result.inserted = len(inserted)
@@ -204,7 +208,13 @@ class CaptureWriter:
         return found
 
     def _row_values(
-        self, row: OutboxRow, status: Status, reason: str | None, now: datetime
+        self,
+        row: OutboxRow,
+        status: Status,
+        reason: str | None,
+        now: datetime,
+        *,
+        live: bool = False,
     ) -> dict[str, Any]:
         return {
             "key": row.key,
@@ -233,6 +243,7 @@ class CaptureWriter:
             "created_at": now,
             "updated_at": now,
             "scope": row.scope,
+            "live": live,
         }
 
     def _insert_ignore(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:

@@ -40,6 +40,8 @@ class ClaimedRow:
     rule: str | None = None
     mapping_hash: str | None = None
     """Which mapping version and rule made the row: `--validate-remote` checks each pair once."""
+    live: bool = False
+    """Captured by a live poll: its delivery delay counts (`ga4sync_delivery_delay_seconds`)."""
 
 
 @dataclass
@@ -208,6 +210,7 @@ class DeliveryQueue:
                     o.c.resend_if_unknown,
                     o.c.rule,
                     o.c.mapping_hash,
+                    o.c.live,
                 ).where(o.c.claim_token == token, o.c.status == Status.SENDING.value)
             ).all()
         return [
@@ -223,6 +226,7 @@ class DeliveryQueue:
                 claim_token=token,
                 rule=r.rule,
                 mapping_hash=r.mapping_hash,
+                live=bool(r.live),
             )
             for r in rows
         ]

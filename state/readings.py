@@ -55,6 +55,19 @@ class SentEvent:
 
 
 @dataclass(frozen=True)
+class DeliveryDelay:
+    """One row a live poll captured and GA4 accepted: CRM change time -> GA4's 2xx."""
+
+    connector: str
+    changed_at: datetime
+    sent_at: datetime
+
+    @property
+    def delay_s(self) -> float:
+        return max(0.0, (self.sent_at - self.changed_at).total_seconds())
+
+
+@dataclass(frozen=True)
 class SentValue:
     """The `value` and `currency` params of one sent event (None when it carried none)."""
 
@@ -139,6 +152,28 @@ class StoreReadings:
         with self.engine.connect() as conn:
             for r in conn.execution_options(yield_per=STREAM_ROWS).execute(q):
                 yield SentEvent(r[0], r[1], ensure_utc(r[2]), ensure_utc(r[3]), bool(r[4]))
+
+    def iter_delays(self, start: datetime, end: datetime | None = None) -> Iterator[DeliveryDelay]:
+        """Rows captured by live polls that GA4 accepted in [start, end), streamed.
+
+        A first sync of old history and backfills are left out (`outbox.live`): their delay
+        is the age of the history, not how long a new CRM move waits. A store older than
+        schema version 4 has nothing to tell.
+        """
+        if self.version < s.LIVE_VERSION:
+            return
+        o = s.outbox
+        q = sa.select(o.c.connector, o.c.changed_at, o.c.sent_at).where(
+            o.c.status == Status.SENT.value,
+            o.c.live.is_(True),
+            o.c.sent_at.is_not(None),
+            o.c.sent_at >= start,
+        )
+        if end is not None:
+            q = q.where(o.c.sent_at < end)
+        with self.engine.connect() as conn:
+            for name, changed, sent in conn.execution_options(yield_per=STREAM_ROWS).execute(q):
+                yield DeliveryDelay(str(name), ensure_utc(changed), ensure_utc(sent))
 
     def iter_sent_values(self, start: datetime, end: datetime) -> Iterator[SentValue]:
         """Per sent event in [start, end), the money it carried, streamed."""
@@ -292,6 +327,23 @@ class StoreReadings:
         with self.engine.connect() as conn:
             value = conn.execute(q).scalar()
         return ensure_utc(value) if value else None
+
+    def had_ok_capture(self, connector: str) -> bool:
+        """Whether a capture run (not a backfill) of the connector ever finished `ok`: after
+        one, a poll finds new moves rather than the old history of a first sync."""
+        r = s.runs
+        q = (
+            sa.select(r.c.id)
+            .where(
+                r.c.connector == connector,
+                r.c.status == "ok",
+                r.c.kind != "backfill",
+                r.c.finished_at.is_not(None),
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).first() is not None
 
     def last_capture_successes(self, connectors: Sequence[str]) -> dict[str, datetime]:
         """Newest finished successful capture run per connector (backfills do not count)."""

@@ -52,6 +52,10 @@ outbox = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
     sa.Column("sent_at", TS),
     sa.Column("scope", sa.String(128), nullable=False, default="daemon"),
+    # v4: captured by a poll that resumed from a watermark (a daemon tick, `ga4sync run`), so
+    # sent_at - changed_at is the delivery delay a person waits for. False for a first sync of
+    # old history and for backfills, whose delay is the age of the history; NULL before v4.
+    sa.Column("live", sa.Boolean),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     sa.Index("ix_outbox_once", "once_key"),
     sa.Index("ix_outbox_connector_status", "connector", "status"),
@@ -148,9 +152,34 @@ def _v3_send_started(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE outbox ADD COLUMN send_started_at {column_type}"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3_send_started]
+def _v4_live(conn: Connection) -> None:
+    """outbox.live: which rows a live poll captured, so the delivery delay leaves out old
+    history. Rows captured before stay NULL (not known), and count as not live."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("outbox")}
+    if "live" not in have:  # a database created at v4+ already has it (_v1)
+        column_type = outbox.c.live.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE outbox ADD COLUMN live {column_type}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3_send_started, _v4_live]
+"""MIGRATIONS[i] moves the schema from version i to i+1. Append; never edit a shipped one."""
 SEND_STARTED_VERSION = 3
 """From this schema version on, outbox has send_started_at."""
-"""MIGRATIONS[i] moves the schema from version i to i+1. Append; never edit a shipped one."""
+LIVE_VERSION = 4
+"""From this schema version on, outbox has live."""
+
+OUTBOX_COLUMN_SINCE = {"send_started_at": SEND_STARTED_VERSION, "live": LIVE_VERSION}
+"""Outbox columns added by a migration, and the version that added them."""
+
+
+def outbox_columns(version: int, *, leave_out: frozenset[str] = frozenset()) -> list[sa.Column]:
+    """The outbox columns a database at `version` has: an older store read as it is
+    (read-only commands) lacks the ones added since."""
+    return [
+        c
+        for c in outbox.c
+        if c.name not in leave_out and OUTBOX_COLUMN_SINCE.get(c.name, 1) <= version
+    ]
+
 
 SCHEMA_VERSION = len(MIGRATIONS)

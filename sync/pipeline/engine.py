@@ -236,6 +236,9 @@ class Engine:
         name = settings.name
         object_type = plan.source.model.object
         mark = self.store.get_watermark(name, object_type, scope)
+        # A poll after a finished first sync finds new moves, so their delivery delay counts;
+        # a first sync (or its resumption) and a backfill read old history.
+        live = window is None and scope == "daemon" and self.store.had_ok_capture(name)
         if window is None:
             start = (mark or started - settings.initial_lookback) - settings.overlap
             window = TimeWindow(start=start)
@@ -257,6 +260,7 @@ class Engine:
                 now=planned.at,
                 scope=scope,
                 snapshots=page.snapshots or None,
+                live=live,
             )
             report.captured += result.inserted
             report.duplicates += result.duplicates + page.already_captured
