@@ -4,6 +4,11 @@ A registry per daemon (not prometheus-client's global one) keeps tests and embed
 seeing each other's counters, and keeps library metrics we did not choose off `/metrics`.
 The daemon feeds it from what the engine already reports: capture reports after each run, and
 the delivery `on_outcome` hook for each row GA4 answered for.
+
+Two histograms time the CRM change -> GA4: `ga4sync_freshness_seconds` over every sent row
+(a first sync's history included, buckets up to a week), and `ga4sync_delivery_delay_seconds`
+over the rows a live poll captured only, in buckets around poll intervals: the figure to hold
+against `every` (the goal is p95 <= poll interval + 30 s).
 """
 
 from __future__ import annotations
@@ -34,6 +39,23 @@ FRESHNESS_BUCKETS = (
 )
 """CRM change -> GA4 sent, in seconds: minutes matter for the daemon, 24 h and 72 h are GA4's
 session-join and backdating limits."""
+
+DELAY_BUCKETS = (
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    3 * 3600.0,
+    12 * 3600.0,
+    24 * 3600.0,
+)
+"""Live CRM move -> GA4's 2xx, in seconds: fine around poll intervals (`every: 15s` to `30m`),
+then coarse up to a day (a stalled connector)."""
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -118,6 +140,14 @@ class DaemonMetrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+        self.delivery_delay = Histogram(
+            "ga4sync_delivery_delay_seconds",
+            "Time from a CRM stage move to GA4's 2xx for it, for moves a live poll captured "
+            "(not a first sync of old history, not backfills): compare with the poll interval.",
+            ["connector"],
+            buckets=DELAY_BUCKETS,
+            registry=r,
+        )
 
     def record_capture(self, report: CaptureReport, *, finished_at: datetime) -> None:
         name = report.connector
@@ -146,6 +176,8 @@ class DaemonMetrics:
         if status == Status.SENT:
             age = (now - row.changed_at).total_seconds()
             self.freshness.labels(row.connector).observe(max(age, 0.0))
+            if row.live:
+                self.delivery_delay.labels(row.connector).observe(max(age, 0.0))
             self.windows.labels(row.connector, classify_window(row.changed_at, now).value).inc()
 
     def render(self) -> bytes:

@@ -15,6 +15,11 @@ the form is not saving the `_ga` cookie into the CRM.
 
 Rates, freshness and windows cover a recent period (`since`, 7 days by default) so that a fix
 shows up; queue counts are as they are now.
+
+The **delivery delay** is CRM move -> GA4's 2xx for the moves a live poll captured, over the
+last 24 h (whatever `--days` says: it is the daemon's figure now, to hold against the poll
+interval). Freshness counts every sent row; the delay leaves out a first sync of old history
+and backfills, whose age would swamp it.
 """
 
 from __future__ import annotations
@@ -79,6 +84,32 @@ class Freshness:
     p99_s: float | None = None
 
 
+DELAY_PERIOD = timedelta(hours=24)
+
+
+@dataclass
+class DeliveryDelay:
+    """Live CRM move -> GA4's 2xx, over the moves a live poll captured and GA4 accepted in the
+    last `period_s` seconds (`ga4sync_delivery_delay_seconds` on `/metrics`)."""
+
+    period_s: float = DELAY_PERIOD.total_seconds()
+    events: int = 0
+    p50_s: float | None = None
+    p95_s: float | None = None
+    max_s: float | None = None
+
+    @classmethod
+    def of(cls, delays: Sequence[float], period: timedelta = DELAY_PERIOD) -> DeliveryDelay:
+        values = sorted(delays)
+        return cls(
+            period_s=period.total_seconds(),
+            events=len(values),
+            p50_s=percentile(values, 50),
+            p95_s=percentile(values, 95),
+            max_s=values[-1] if values else None,
+        )
+
+
 @dataclass
 class StageMatch:
     """Client-id match rate of one stage: `usable / (usable + missing + bad)`."""
@@ -105,6 +136,7 @@ class ConnectorStatus:
     last_ok_at: datetime | None = None
     queue: dict[str, int] = field(default_factory=dict)
     freshness: Freshness = field(default_factory=Freshness)
+    delay: DeliveryDelay = field(default_factory=DeliveryDelay)
     windows: dict[str, int] = field(default_factory=dict)
     session_joinable: int = 0
     """Sent within 24 h with a session id: could join the web session."""
@@ -250,6 +282,9 @@ def build_status(
     names: dict[str, str] = {c.name: c.type for c in config.connectors}
     for extra in sorted(set(queue) | set(match)):
         names.setdefault(extra, "(not in config)")
+    delays: dict[str, list[float]] = defaultdict(list)
+    for d in store.iter_delays(now - DELAY_PERIOD):
+        delays[d.connector].append(d.delay_s)
     lags: dict[str, list[float]] = defaultdict(list)
     windows: dict[str, Counter[str]] = defaultdict(Counter)
     joinable: Counter[str] = Counter()
@@ -285,6 +320,7 @@ def build_status(
                 last_ok_at=ok_at,
                 queue={st.value: queue.get(name, {}).get(st.value, 0) for st in QUEUE_STATES},
                 freshness=fresh,
+                delay=DeliveryDelay.of(delays.get(name, [])),
                 windows={w.value: windows[name][w.value] for w in WINDOW_ORDER},
                 session_joinable=joinable[name],
                 match=match.get(name, []),
