@@ -54,6 +54,20 @@ class CaptureReport:
 
 PageHook = Callable[[CaptureReport], None]
 """Called after each committed capture page, with the report so far."""
+CaptureHook = Callable[[CaptureReport], None]
+"""Called once a capture is over (a daemon's metrics), while delivery may still go on."""
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """One capture of a pipelined pass: a connector, into a scope, over a window."""
+
+    connector: str
+    scope: str = "daemon"
+    window: TimeWindow | None = None
+    """None: from the scope's watermark (less the overlap) to now."""
+    kind: str = "run"
+    """What the runs table records: `run` or `backfill`."""
 
 
 @dataclass
@@ -321,34 +335,131 @@ class Engine:
         on_outcome: OutcomeHook | None = None,
         on_deliver: Callable[[], None] | None = None,
     ) -> RunReport:
-        """Capture each connector and deliver, the two side by side: delivery starts on the
-        first committed page, so a large first sync does not wait for its whole capture.
+        """Capture each enabled connector (or `names`) and deliver everything due, side by
+        side (`capture_and_deliver`). `on_deliver` is called when delivery starts."""
+        targets = names or [c.name for c in self.config.connectors if c.enabled]
+        return self.capture_and_deliver(
+            [CaptureTarget(name) for name in targets],
+            on_page=on_page,
+            on_outcome=on_outcome,
+            on_deliver=on_deliver,
+        )
 
-        The hooks feed `run`'s progress display and tests: `on_page` after each committed
-        page, `on_deliver` when delivery starts, `on_outcome` for each row GA4 answered for.
+    def capture_and_deliver(
+        self,
+        targets: list[CaptureTarget],
+        *,
+        deliver_scope: str | None = None,
+        deliver_connector: str | None = None,
+        slice_rounds: int | None = None,
+        deliver_if_locked: bool = True,
+        on_page: PageHook | None = None,
+        on_capture: CaptureHook | None = None,
+        on_outcome: OutcomeHook | None = None,
+        on_deliver: Callable[[], None] | None = None,
+    ) -> RunReport:
+        """One pipelined pass, shared by `run`, each daemon tick and `backfill`: capture the
+        targets one after the other while a sender thread delivers the due rows of
+        `deliver_scope`/`deliver_connector` (None: every scope or connector) beside it.
+
+        A committed page is deliverable, so a large first sync or backfill does not wait for
+        its whole capture before the first event goes. What is sent is still decided by
+        claiming from the outbox (a row is claimed once, under its lease), so sending early
+        changes no promise. The rules are those of a capture and of a delivery on their own:
+        a stop (SIGTERM) ends capture after the page it is committing and delivery after the
+        requests in flight are settled; a capture that fails leaves what it committed to be
+        delivered; a state store that fails in delivery raises here once capture is done.
+
+        `slice_rounds`: deliver in slices of that many claims, so a pass of 200,000 rows does
+        not keep every sent key in memory (a backfill); the report then carries counts only.
+        `deliver_if_locked=False`: when another process holds the capture lock, leave the
+        delivery to it; delivery then starts on the first committed page (or once the capture
+        ended without finding the lock taken) instead of at once.
+        Hooks: `on_page` after each committed page, `on_capture` after each target's capture,
+        `on_deliver` when delivery starts, `on_outcome` for each row GA4 answered for.
         """
         report = RunReport()
-        targets = names or [c.name for c in self.config.connectors if c.enabled]
         feed = CaptureFeed()
+        sender = _Sender(
+            lambda: self._deliver_beside(
+                feed, deliver_scope, deliver_connector, slice_rounds, on_outcome
+            )
+        )
+
+        def start_delivery() -> None:
+            if sender.ident is None:
+                if on_deliver is not None:
+                    on_deliver()
+                sender.start()
 
         def page_committed(capture: CaptureReport) -> None:
             feed.page_committed()
+            start_delivery()
             if on_page is not None:
                 on_page(capture)
 
-        if on_deliver is not None:
-            on_deliver()
-        sender = _Sender(lambda: self.deliver(feed=feed, on_outcome=on_outcome))
-        sender.start()
+        if deliver_if_locked:
+            start_delivery()
+        aborted = False
         try:
-            for name in targets:
+            for target in targets:
                 if self.stop_event.is_set():
                     break  # stopping: the next run captures the connectors not reached
-                report.captures.append(self.capture(name, on_page=page_committed))
+                capture = self.capture(
+                    target.connector,
+                    scope=target.scope,
+                    window=target.window,
+                    kind=target.kind,
+                    on_page=page_committed,
+                )
+                report.captures.append(capture)
+                if on_capture is not None:
+                    on_capture(capture)
+                if capture.status != "locked" and not self.stop_event.is_set():
+                    start_delivery()  # nothing committed this pass, rows of earlier ones due
+        except KeyboardInterrupt:
+            # A second Ctrl-C/SIGTERM aborts at once: the sender is a daemon thread and ends
+            # with the process (its requests in flight turn `unknown`, as documented).
+            aborted = True
+            raise
         finally:
             feed.finish()
-            report.delivery = sender.result()
+            if sender.ident is not None and not aborted:
+                report.delivery = sender.result()
         return report
+
+    def _deliver_beside(
+        self,
+        feed: CaptureFeed,
+        scope: str | None,
+        connector: str | None,
+        slice_rounds: int | None,
+        on_outcome: OutcomeHook | None,
+    ) -> DeliveryReport:
+        """The sender thread's work: deliver until the capture is over and nothing is due."""
+
+        def deliver(max_rounds: int | None) -> DeliveryReport:
+            return self.deliver(
+                scope=scope,
+                connector=connector,
+                max_rounds=max_rounds,
+                on_outcome=on_outcome,
+                feed=feed,
+            )
+
+        if slice_rounds is None:
+            return deliver(None)
+        total = DeliveryReport()
+        while not self.stop_event.is_set():
+            finished = feed.state().finished
+            part = deliver(slice_rounds)
+            part.sent_keys.clear()
+            part.latencies.clear()  # counts only: memory stays flat over a long pass
+            total.add(part)
+            settled = part.sent + part.retry + part.unknown + part.dead
+            if settled + part.invalid + part.skipped == 0 and finished:
+                break  # the capture was over before this slice, and it found nothing due
+        return total
 
 
 class _Sender(threading.Thread):
