@@ -218,7 +218,9 @@ def _run_with_progress(job: Backfill) -> BackfillSummary:
                 f"to send {report.pending}, skipped {sum(report.skipped.values())}",
             )
 
-        send_task = progress.add_task("deliver", total=None, counts="", visible=False)
+        # Delivery runs beside the capture: its bar shows from the start, its total once the
+        # capture is over (on_deliver).
+        send_task = progress.add_task("deliver", total=None, counts="")
         counts = {"sent": 0, "other": 0}
 
         def on_deliver(due: int) -> None:

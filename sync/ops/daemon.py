@@ -41,7 +41,7 @@ from ga4sync.core.secrets import redact
 from ga4sync.ops.healthz import HealthReport, ScheduledConnector, StatusServer, check_health
 from ga4sync.ops.metrics import DaemonMetrics
 from ga4sync.pipeline.config import Config
-from ga4sync.pipeline.engine import Engine
+from ga4sync.pipeline.engine import CaptureTarget, Engine
 from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.state.store import ClaimedRow, StateStore
 
@@ -99,7 +99,7 @@ def _longest_gap(trigger: BaseTrigger, now: datetime) -> timedelta:
 
 
 class Daemon:
-    """Runs capture + delivery per connector on its schedule until asked to stop."""
+    """Runs capture and delivery side by side per connector on its schedule until stopped."""
 
     def __init__(
         self,
@@ -126,7 +126,8 @@ class Daemon:
 
     # -- one scheduled run ---------------------------------------------------------------------
     def run_connector(self, name: str) -> None:
-        """Capture, then deliver this connector's due rows (new ones and retries).
+        """Capture this connector and deliver its due rows (new ones and retries), side by
+        side: the engine's pipelined pass, as `ga4sync run` does, scoped to this connector.
 
         Never raises: a connector that fails is logged loudly, counted and recorded in the
         runs table, and the other connectors (and its own next run) go on.
@@ -135,16 +136,14 @@ class Daemon:
             return
         extra = {"connector": name}
         try:
-            capture = self.engine.capture(name)
-            self.metrics.record_capture(capture, finished_at=self.clock.now())
-            if self.stop_event.is_set():
-                log.info(
-                    "%s: stopping after capture; delivery resumes on restart", name, extra=extra
-                )
-                return
-            delivery = self.engine.deliver(
-                scope="daemon", connector=name, on_outcome=self._record_outcome
+            report = self.engine.capture_and_deliver(
+                [CaptureTarget(name)],
+                deliver_scope="daemon",
+                deliver_connector=name,
+                on_capture=lambda c: self.metrics.record_capture(c, finished_at=self.clock.now()),
+                on_outcome=self._record_outcome,
             )
+            delivery = report.delivery
             self.metrics.record_delivery(delivery)
         except Exception as exc:  # noqa: BLE001 - one connector must never stop the daemon
             message = redact(f"{type(exc).__name__}: {exc}")
@@ -152,6 +151,11 @@ class Daemon:
             self.metrics.run_errors.labels(name).inc()
             self._record_failure(name, message)
             return
+        if not report.captures:
+            return  # stopped before the capture began
+        capture = report.captures[0]
+        if self.stop_event.is_set():
+            log.info("%s: stopped; the rest is delivered on restart", name, extra=extra)
         level = logging.INFO if capture.status in ("ok", "locked", "stopped") else logging.ERROR
         log.log(
             level,

@@ -22,10 +22,11 @@ from ga4sync.core.model import Status, TimeWindow
 from ga4sync.mapping.load import load_mapping
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.delivery import OutcomeHook
-from ga4sync.pipeline.engine import CaptureReport, Engine, PageHook
+from ga4sync.pipeline.engine import CaptureReport, CaptureTarget, Engine, PageHook
+from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.pipeline.plan import CapturePlan
 from ga4sync.state.key_lookup import OutboxKeyLookup
-from ga4sync.state.store import StateStore
+from ga4sync.state.store import ClaimedRow, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ OldEvents = Literal["skip", "clamp"]
 FAILED = (Status.RETRY, Status.DEAD, Status.INVALID, Status.UNKNOWN)
 SAMPLE_SIZE = 20
 DELIVERY_ROUNDS = 20
-"""Claims per delivery slice (each up to 8 rows per GA4 worker)."""
+"""Claims per delivery slice (each up to 8 rows per GA4 worker): a delivery report keeps every
+sent key, and a backfill of 200,000 rows must not hold them all (memory stays flat)."""
 
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -163,7 +165,7 @@ def summarize(store: StateStore, summary: BackfillSummary) -> BackfillSummary:
 
 
 class Backfill:
-    """Capture the window into its own scope, then deliver that scope's rows."""
+    """Capture the window into its own scope and deliver that scope's rows, side by side."""
 
     def __init__(self, engine: Engine, request: BackfillRequest) -> None:
         self.engine = engine
@@ -179,36 +181,43 @@ class Backfill:
         on_deliver: Callable[[int], None] | None = None,
         on_outcome: OutcomeHook | None = None,
     ) -> BackfillSummary:
-        """Capture, then deliver this scope (`on_deliver` gets the number of rows due)."""
-        engine, request = self.engine, self.request
-        capture = engine.capture(
-            request.connector,
-            scope=request.scope,
-            window=request.window,
-            kind="backfill",
-            on_page=on_page,
-        )
-        # Deliver what was captured even when the CRM failed part-way; not on Ctrl-C, and not
-        # when another process holds this backfill's lock (it delivers its own rows).
-        if capture.status != "locked" and not engine.stop_event.is_set():
-            if on_deliver is not None:
-                on_deliver(self.due_count())
-            self._deliver_in_slices(on_outcome)
-        return self.summary(capture)
+        """The engine's pipelined pass over the window: delivery starts on the first
+        committed page, so the first event goes while the CRM is still being read.
 
-    def _deliver_in_slices(self, on_outcome: OutcomeHook | None) -> None:
-        """Deliver in slices of a few thousand rows: a delivery report keeps every sent key,
-        and a backfill of 200,000 rows must not hold them all (memory stays flat)."""
-        while not self.engine.stop_event.is_set():
-            report = self.engine.deliver(
-                scope=self.request.scope,
-                connector=self.request.connector,
-                max_rounds=DELIVERY_ROUNDS,
-                on_outcome=on_outcome,
-            )
-            settled = report.sent + report.retry + report.unknown + report.dead
-            if settled + report.invalid + report.skipped == 0:
-                return
+        `on_deliver` is called once the capture is over, with the rows GA4 answered for so
+        far plus those still due: the whole of what this pass delivers (a progress bar's
+        total). Delivery goes on after a CRM failure part-way (what was committed is sent);
+        not when another process holds this backfill's lock (it delivers its own rows).
+        """
+        engine, request = self.engine, self.request
+        answered = [0]
+
+        def outcome(row: ClaimedRow, status: Status, sent: SendOutcome | None) -> None:
+            answered[0] += 1
+            if on_outcome is not None:
+                on_outcome(row, status, sent)
+
+        def captured(capture: CaptureReport) -> None:
+            if on_deliver is not None and capture.status not in ("locked", "stopped"):
+                on_deliver(answered[0] + self.due_count())
+
+        report = engine.capture_and_deliver(
+            [
+                CaptureTarget(
+                    request.connector, scope=request.scope, window=request.window, kind="backfill"
+                )
+            ],
+            deliver_scope=request.scope,
+            deliver_connector=request.connector,
+            slice_rounds=DELIVERY_ROUNDS,
+            deliver_if_locked=False,
+            on_page=on_page,
+            on_capture=captured,
+            on_outcome=outcome,
+        )
+        if not report.captures:  # stopped before the capture began
+            return self.summary(CaptureReport(request.connector, status="stopped"))
+        return self.summary(report.captures[0])
 
     def summary(self, capture: CaptureReport) -> BackfillSummary:
         summary = BackfillSummary(
