@@ -29,6 +29,7 @@ instant before the kill, at most one request per sender thread per kill).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import signal
@@ -128,6 +129,8 @@ def chaos_config(sandbox: SandboxEnvironment, state_url: str, *, lease: str = "2
 
 STOP_GRACE_S = 20.0
 """How long a SIGTERM'd process may take to finish its step in flight and commit."""
+START_GRACE_S = 120.0
+"""How long a process may take to start its work (a new `runs` row) on a loaded machine."""
 EXPECTED_ON_SIGTERM = {"run": {0}, "daemon": {0}, "backfill": {130}}
 """Exit codes after a graceful stop: `run` and `daemon` resume on the next start (0); an
 interrupted backfill is not done, so it exits 130 like Ctrl-C and its Job/unit is re-run."""
@@ -155,8 +158,15 @@ def ga4sync_run(
     *,
     args: list[str] | None = None,
     sig: signal.Signals = signal.SIGKILL,
+    at_work: Callable[[], bool] | None = None,
 ) -> Interruption:
-    """One ga4sync subprocess (`run` unless told otherwise), sent `sig` after `kill_after`."""
+    """One ga4sync subprocess (`run` unless told otherwise), sent `sig` after `kill_after`.
+
+    With `at_work`, `kill_after` counts from the moment it first holds (the process has started
+    its work) instead of from the spawn: on a loaded machine Python's start-up alone can outlast
+    a window counted from the spawn, and a SIGTERM meant to land mid-work would land before the
+    handler exists.
+    """
     with log.open("a") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ga4sync", "--config", str(config), *(args or ["run"])],
@@ -164,6 +174,10 @@ def ga4sync_run(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+        if kill_after is not None and at_work is not None:
+            deadline = time.monotonic() + START_GRACE_S
+            while proc.poll() is None and not at_work() and time.monotonic() < deadline:
+                time.sleep(0.02)
         try:
             return Interruption(False, proc.wait(timeout=kill_after if kill_after else 120))
         except subprocess.TimeoutExpired:
@@ -174,6 +188,10 @@ def ga4sync_run(
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return Interruption(True, None)
+
+
+def run_started(store: StateStore, runs_before: int) -> bool:
+    return last_run_id(store) > runs_before
 
 
 def last_run_id(store: StateStore) -> int:
@@ -256,7 +274,12 @@ def run_chaos(
             runs_before = last_run_id(store)
             sig = signals[min(report.kills * len(signals) // kills, len(signals) - 1)]
             after = rng.uniform(*kill_window)
-            outcome = ga4sync_run(config, runs_log, after, args=command_args(kind, window), sig=sig)
+            at_work = None
+            if sig == signal.SIGTERM:
+                at_work = functools.partial(run_started, store, runs_before)
+            outcome = ga4sync_run(
+                config, runs_log, after, args=command_args(kind, window), sig=sig, at_work=at_work
+            )
             report.runs += 1
             report.kills += outcome.killed
             if sig == signal.SIGTERM:
