@@ -1,7 +1,7 @@
 """A click group that imports a command's module only when that command runs.
 
 `ga4sync --help` and a cron `ga4sync run` should not spend most of their time importing
-pandas, the CRM SDKs and SQLAlchemy for commands they never touch, so the group knows each
+the CRM SDKs, SQLAlchemy and rich for commands they never touch, so the group knows each
 command by name, module and one-line summary, and imports the module on first use.
 
 It also lets the global options (`--config`, `--log-level`, `--log-format`) stand after the
