@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import click
 from ga4sync.pipeline.config import Config, load_config
 from ga4sync.state.store import StateStore
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 summary_format_option = click.option(
     "--format",
@@ -17,8 +21,25 @@ summary_format_option = click.option(
 )
 """`run` and `backfill` take the same `--format`, so scripts read both the same way."""
 
-console = Console()
-errors = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich Console made on first use: a `run --format json` or a command that prints
+    nothing of its own never imports rich (tens of milliseconds of a cron job's start-up)."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _LazyConsole(stderr=False))
+errors = cast("Console", _LazyConsole(stderr=True))
 """Error lines (`error: ...`), so stdout carries only the result (a table, or JSON)."""
 
 

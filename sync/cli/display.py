@@ -11,8 +11,10 @@ markup). JSON output is left exact: `json.dumps` already escapes control charact
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:  # rich loads with the first cell, not for plain text or JSON
+    from rich.text import Text
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -43,4 +45,6 @@ def printable(value: object) -> str:
 
 def cell(value: object, style: str = "") -> Text:
     """A rich table cell for a CRM value: printable, and never read as markup."""
+    from rich.text import Text
+
     return Text(printable(value), style=style)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ga4sync.cli.display import printable
 from ga4sync.core.model import Status
 from ga4sync.pipeline.engine import CaptureReport
 from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.state.store import ClaimedRow
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:  # rich.progress loads only when progress is drawn (a terminal)
+    from rich.progress import Progress, TaskID
 
 
 def wanted() -> bool:
@@ -30,6 +32,9 @@ class RunProgress:
     def __init__(self, *, show: bool) -> None:
         self._progress: Progress | None = None
         if show:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from ga4sync.cli.display import cell, printable
 from ga4sync.core.model import Status
@@ -21,8 +22,10 @@ from ga4sync.pipeline.engine import CaptureReport, RunReport
 from ga4sync.pipeline.ga4_client import SendOutcome, resolve_base_url
 from ga4sync.state.store import ClaimedRow
 from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:  # rich loads when a table is printed, not for `--format json`
+    from rich.console import Console
+    from rich.table import Table
 
 CAPTURE_OK = ("ok", "locked", "stopped")
 
@@ -146,6 +149,8 @@ def summarize_run(
 
 
 def capture_table(captures: list[CaptureSummary]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Capture", title_justify="left")
     table.add_column("connector", no_wrap=True)
     # seen (= new + already) is in the JSON; one column less keeps the table in 80 columns.
