@@ -17,9 +17,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 DISCONNECT_RETRIES = 2
 
 
+_STABLE_JSON = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+"""What `json.dumps` builds on every call with these options, built once (rows by thousands)."""
+
+
 def to_json(value: Any) -> str:
     """Stable JSON for stored payloads and records: sorted keys, so equal rows compare equal."""
-    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return _STABLE_JSON.encode(value)
 
 
 def insert_ignore(conn: Connection, dialect: str, table: sa.Table, values: dict[str, Any]) -> bool:

@@ -35,9 +35,13 @@ from ga4sync.ga4.pii import looks_like_pii
 
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""The form GA4's size limits are measured on; built once (`json.dumps` with options builds an
+encoder on every call, and payloads are measured once or twice per event)."""
+
 
 def is_number(value: object) -> bool:
-    """JSON numbers GA4 can store: not booleans, not NaN/Infinity (pandas' empty cell)."""
+    """JSON numbers GA4 can store: not booleans, not NaN/Infinity."""
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
@@ -130,4 +134,4 @@ def too_many_user_properties(count: int) -> bool:
 
 def encoded_size(payload: JsonValue) -> int:
     """Bytes of the compact UTF-8 JSON; raises UnicodeEncodeError on a lone surrogate."""
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(COMPACT_JSON.encode(payload).encode("utf-8"))

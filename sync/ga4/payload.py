@@ -9,6 +9,7 @@ from typing import Any
 
 from ga4sync.core.clock import to_micros
 from ga4sync.core.model import Ga4Event, Identity
+from ga4sync.ga4.field_rules import COMPACT_JSON
 from ga4sync.ga4.limits import MAX_BODY_BYTES, MAX_EVENTS
 
 SIZE_MARGIN = 2_000
@@ -48,7 +49,7 @@ def request_body(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def body_size(body: dict[str, Any]) -> int:
-    return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+    return len(COMPACT_JSON.encode(body).encode())
 
 
 @dataclass

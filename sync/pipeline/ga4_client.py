@@ -24,6 +24,7 @@ import requests
 import urllib3
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import RedactingFilter, redact, register_secret
+from ga4sync.ga4.field_rules import COMPACT_JSON
 from ga4sync.pipeline.write_tracking import WriteTrackingAdapter, request_written, start_request
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def resolve_base_url(endpoint: str) -> str:
 
 def encode_body(payload: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: the form GA4's 130,000-byte limit is measured on."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return COMPACT_JSON.encode(payload).encode("utf-8")
 
 
 class Ga4Client:
