@@ -28,9 +28,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ga4sync.connectors.hubspot_api import SearchPage, parse_hs_time
+from ga4sync.connectors.hubspot_settings import SEARCH_CAP
 from ga4sync.core.errors import ConnectorError
-
-SEARCH_CAP = 10_000
 
 
 class SearchApi(Protocol):

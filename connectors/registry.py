@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ga4sync.connectors.base import Connector
 from ga4sync.connectors.csv import CsvConnector, CsvSettings
-from ga4sync.connectors.hubspot import HubspotConnector, HubspotSettings
-from ga4sync.connectors.salesforce import SalesforceConnector, SalesforceSettings
+from ga4sync.connectors.hubspot_settings import HubspotSettings
 from ga4sync.connectors.salesforce_history import KnownKeys, SnapshotLookup
+from ga4sync.connectors.salesforce_settings import SalesforceSettings
 from ga4sync.connectors.spec import FetchSpec
 
 AnyConnectorSettings = SalesforceSettings | HubspotSettings | CsvSettings
@@ -27,8 +27,12 @@ def build_connector(
     `snapshot_lookup` (record ids -> last stage the state store saw) serves snapshot-diff
     detection and CSV's imported-file marks; `known_keys` (keys -> those already captured)
     spares re-fetching the overlap's records. Relative CA paths are relative to the config.
+    A CRM connector's module (its client, requests, tenacity) is imported here, when one of
+    its kind runs, not with the config: a CSV-only run never loads them.
     """
     if isinstance(settings, SalesforceSettings):
+        from ga4sync.connectors.salesforce import SalesforceConnector
+
         ca = settings.ca_file
         if ca and not Path(ca).is_absolute():
             settings = settings.model_copy(update={"ca_file": str(base_dir / ca)})
@@ -40,6 +44,8 @@ def build_connector(
             secret_base_dir=base_dir,
         )
     if isinstance(settings, HubspotSettings):
+        from ga4sync.connectors.hubspot import HubspotConnector
+
         ca = settings.ca_file
         if ca and not Path(ca).is_absolute():
             settings = settings.model_copy(update={"ca_file": str(base_dir / ca)})
