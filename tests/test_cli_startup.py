@@ -92,9 +92,31 @@ def test_a_reader_that_goes_away_is_not_reported_as_a_bug() -> None:
     assert "unexpected" not in stderr and "Traceback" not in stderr, stderr
 
 
-def test_a_csv_only_run_loads_no_crm_sdk(tmp_path: Path) -> None:
-    """A cron `ga4sync run` for CSV files must not pay for simple-salesforce (zeep, lxml) or
-    the HubSpot client: they load when a connector of theirs runs, not at start-up."""
+NOT_FOR_A_CSV_RUN = (
+    "pandas",
+    "simple_salesforce",
+    "zeep",
+    "hubspot",
+    "tenacity",
+    "psycopg",
+    "sqlalchemy.dialects.postgresql",
+    "sqlalchemy.orm",
+    "apscheduler",
+    "ga4sync.connectors.salesforce",
+    "ga4sync.connectors.hubspot",
+    "rich.progress",
+)
+"""Loaded by a CSV-only `ga4sync run` on SQLite with nothing to do: none of these (the CRM
+connectors and SDKs, PostgreSQL's driver and dialect, the ORM, the daemon's scheduler, and the
+progress bar, drawn only on a terminal)."""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_csv_only_run_loads_only_what_it_uses(tmp_path: Path, fmt: str) -> None:
+    """A cron `ga4sync run` for CSV files must not pay at start-up for what it never uses:
+    the CRM SDKs (simple-salesforce pulls in zeep and lxml), PostgreSQL, the scheduler; with
+    `--format json`, nothing draws a table, so rich is not imported at all. Which modules
+    load is asserted, not how long they take (timings belong to bench.e2e)."""
     (tmp_path / "secret").write_text("not-used\n")
     (tmp_path / "inbox").mkdir()
     config = tmp_path / "ga4sync.yaml"
@@ -106,14 +128,15 @@ def test_a_csv_only_run_loads_no_crm_sdk(tmp_path: Path) -> None:
         f"  - {{name: pos, type: csv, mapping: '{POS_MAPPING}', path: 'inbox/*.csv', "
         "ready: renamed}\n"
     )
+    unwanted = NOT_FOR_A_CSV_RUN + (("rich",) if fmt == "json" else ())
     probe = (
         "import sys\n"
         "from ga4sync.cli import main\n"
         "try:\n"
-        f"    main(['run', '--config', {str(config)!r}])\n"
+        f"    main(['run', '--config', {str(config)!r}, '--format', {fmt!r}])\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 0, exc.code\n"
-        "print(sorted(m for m in ('simple_salesforce', 'hubspot', 'zeep') if m in sys.modules))\n"
+        f"print(sorted(m for m in {unwanted!r} if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -124,3 +147,4 @@ def test_a_csv_only_run_loads_no_crm_sdk(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    assert ("Capture" in out.stdout) == (fmt == "text")  # the run did print its summary
