@@ -16,8 +16,9 @@ peers send the same kind of event to the same stand-in in the same run, on a sma
 The bound for ga4sync is the lower of workers / latency (the wire) and the events per second
 its own process could reach if CPU were the only limit (events / CPU seconds it used: the CPU
 ceiling, measured here). Efficiency is events/s over that bound. Then `ga4sync run` again with
-nothing to do, on a CSV-only config, for start-up: wall time, and the modules that cost most to
-import (`-X importtime`).
+nothing to do, on a CSV-only config, for start-up: wall time (`noop_s`, the median of a few
+runs), the seconds spent importing (`import_s`, the sum of `-X importtime`'s self times) and the
+packages that cost most to import.
 
 With `--slow-under-load` the stand-in's latency grows with the requests in flight and it answers
 429 above a limit, and the line shows where ga4sync's concurrency settled.
@@ -29,6 +30,7 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,8 @@ from ga4sync.sandbox.runner import SandboxEnvironment
 
 from bench.common import cpu_seconds, peak_rss_mb, result_line
 
+NOOP_RUNS = 7
+"""No-op runs timed for start-up; the median, as one run on a shared machine can be far off."""
 SECRET = "bench-ga4-api-secret"
 MEASUREMENT_ID = "G-BENCH0001"
 CSV_MAPPING = """\
@@ -236,7 +240,7 @@ def main() -> None:
                 write_csv(workdir / "inbox" / "sales.csv", args.events, datetime.now(UTC))
                 wall, cpu, summary = run_cli(config)
                 rss_mb = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-                noop = min(run_cli(csv_only)[0] for _ in range(3))
+                noop = statistics.median(run_cli(csv_only)[0] for _ in range(NOOP_RUNS))
                 import_s, top_imports = import_profile(csv_only)
         tutorial = bench_tutorial(base_url, args.peer_events)
         ga4mp = bench_ga4mp(base_url, args.peer_events)
@@ -267,7 +271,7 @@ def main() -> None:
         f"{bound:.0f} events/s; efficiency {eps / bound:.2f}"
     )
     print(
-        f"start-up, nothing to do (CSV-only config): {noop:.2f} s wall (best of 3); "
+        f"start-up, nothing to do (CSV-only config): {noop:.2f} s wall (median of {NOOP_RUNS}); "
         f"importing {import_s:.2f} s, top: "
         + ", ".join(f"{name} {s * 1000:.0f} ms" for name, s in top_imports)
     )
