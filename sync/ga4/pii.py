@@ -76,11 +76,30 @@ def looks_like_pii(value: object, *, identifier: bool = False) -> bool:
     `identifier` is set for params that carry record ids by their name (`transaction_id`,
     `deal_id`): there a bare run of digits is the record's id, never a phone number.
     """
-    if not isinstance(value, str):
+    if not isinstance(value, str) or _plainly_not_pii(value):
         return False
+    return _looks_like_pii_in_any_form(value, identifier=identifier)
+
+
+def _looks_like_pii_in_any_form(value: str, *, identifier: bool) -> bool:
     return any(
         looks_like_email(text) or looks_like_phone(text, identifier=identifier)
         for text in {value, normalised(value)}
+    )
+
+
+def _plainly_not_pii(value: str) -> bool:
+    """ASCII with no `@` and fewer than 7 digits, and nothing that decodes to more (no `%`
+    escape, no `&` entity): no email (it needs an `@`) and no phone (each shape needs 7 digits
+    or more), as written or normalised (NFKC leaves ASCII as it is). Most param values are
+    such (`USD`, stage names, short codes), and this spares them the full check, twice per
+    event (capture and delivery)."""
+    return (
+        value.isascii()
+        and "@" not in value
+        and "%" not in value
+        and "&" not in value
+        and sum(c.isdigit() for c in value) < 7
     )
 
 
