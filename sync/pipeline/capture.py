@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import replace
 from datetime import datetime
@@ -74,7 +73,8 @@ def row_for_transition(
         once_key=once_key(t, result.event.name) if result.once_per_record else None,
     )
     # Check every GA4 rule except the time window, which delivery checks at send time.
-    body = request_body([copy.deepcopy(payload)])
+    # A copy of the event alone (the one dict changed below), not a deep copy of the payload.
+    body = request_body([{**payload, "event": dict(payload["event"])}])
     for ev in body["events"]:
         ev.pop("timestamp_micros", None)
     problems = validate_payload(body, mode=Mode.ENFORCE, now=now)
