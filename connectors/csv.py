@@ -153,6 +153,8 @@ class CsvConnector:
         )
         self.files_read = 0
         self.files_skipped = 0
+        self._required = tuple(self.required_columns())
+        """Checked on every row (NUL bytes), so worked out once."""
 
     def required_columns(self) -> list[str]:
         """Every column a row needs: the `csv:` block's and every field the mapping reads."""
@@ -455,7 +457,7 @@ class CsvConnector:
                 raw={k: _storable(v) for k, v in row.items()},
             )
 
-        damaged = next((c for c in self.required_columns() if "\x00" in row.get(c, "")), None)
+        damaged = next((c for c in self._required if "\x00" in row.get(c, "")), None)
         if damaged is not None:
             # PostgreSQL cannot store a NUL byte, and no CRM id or stage holds one.
             return reject(
