@@ -154,53 +154,22 @@ class DeliveryQueue:
         connector: str | None = None,
     ) -> list[ClaimedRow]:
         """Atomically move due rows to `sending`; replicas never claim the same row."""
-        o = s.outbox
         token = uuid.uuid4().hex
-        due = sa.select(o.c.key).where(
-            o.c.status.in_([Status.PENDING.value, Status.RETRY.value]),
-            o.c.next_attempt_at <= now,
-        )
+        due, claim, claimed = _claim_statements(self.dialect, bool(connector), bool(scope))
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if connector:
-            due = due.where(o.c.connector == connector)
+            params["b_connector"] = connector
         if scope:
-            due = due.where(o.c.scope == scope)
-        due = due.order_by(o.c.next_attempt_at, o.c.key).limit(limit)
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
+            params["b_scope"] = scope
         with self.engine.begin() as conn:
-            keys = list(conn.execute(due).scalars())
+            keys = list(conn.execute(due, params).scalars())
             if not keys:
                 return []
             conn.execute(
-                sa.update(o)
-                .where(
-                    o.c.key.in_(keys),
-                    o.c.status.in_([Status.PENDING.value, Status.RETRY.value]),
-                )
-                .values(
-                    status=Status.SENDING.value,
-                    claim_token=token,
-                    lease_until=now + lease,
-                    send_started_at=None,
-                    attempts=o.c.attempts + 1,
-                    updated_at=now,
-                )
+                claim,
+                {"b_keys": keys, "b_token": token, "b_lease_until": now + lease, "b_now": now},
             )
-            rows = conn.execute(
-                sa.select(
-                    o.c.key,
-                    o.c.connector,
-                    o.c.event_name,
-                    o.c.payload,
-                    o.c.group_key,
-                    o.c.changed_at,
-                    o.c.attempts,
-                    o.c.resend_if_unknown,
-                    o.c.rule,
-                    o.c.mapping_hash,
-                    o.c.live,
-                ).where(o.c.claim_token == token, o.c.status == Status.SENDING.value)
-            ).all()
+            rows = conn.execute(claimed, {"b_token": token}).all()
         return [
             ClaimedRow(
                 key=r.key,
@@ -263,6 +232,52 @@ class DeliveryQueue:
 # Statements delivery runs hundreds of times a second, built once: SQLAlchemy's compiled cache
 # spares the compiling, not building the statement and its cache key on every call, which
 # cost about as much CPU as the database's own work here. Every value is a bound parameter.
+
+
+@functools.cache
+def _claim_statements(
+    dialect: str, by_connector: bool, by_scope: bool
+) -> tuple[sa.Select[tuple[str]], sa.Update, sa.Select[Any]]:
+    """Due keys (oldest first, b_limit of them, FOR UPDATE SKIP LOCKED on PostgreSQL); their
+    move to `sending` under claim b_token; the rows so claimed."""
+    o = s.outbox
+    waiting = [Status.PENDING.value, Status.RETRY.value]
+    due = sa.select(o.c.key).where(
+        o.c.status.in_(waiting), o.c.next_attempt_at <= sa.bindparam("b_now")
+    )
+    if by_connector:
+        due = due.where(o.c.connector == sa.bindparam("b_connector"))
+    if by_scope:
+        due = due.where(o.c.scope == sa.bindparam("b_scope"))
+    due = due.order_by(o.c.next_attempt_at, o.c.key).limit(sa.bindparam("b_limit"))
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claim = (
+        sa.update(o)
+        .where(o.c.key.in_(sa.bindparam("b_keys", expanding=True)), o.c.status.in_(waiting))
+        .values(
+            status=Status.SENDING.value,
+            claim_token=sa.bindparam("b_token"),
+            lease_until=sa.bindparam("b_lease_until"),
+            send_started_at=None,
+            attempts=o.c.attempts + 1,
+            updated_at=sa.bindparam("b_now"),
+        )
+    )
+    claimed = sa.select(
+        o.c.key,
+        o.c.connector,
+        o.c.event_name,
+        o.c.payload,
+        o.c.group_key,
+        o.c.changed_at,
+        o.c.attempts,
+        o.c.resend_if_unknown,
+        o.c.rule,
+        o.c.mapping_hash,
+        o.c.live,
+    ).where(o.c.claim_token == sa.bindparam("b_token"), o.c.status == Status.SENDING.value)
+    return due, claim, claimed
 
 
 @functools.cache
