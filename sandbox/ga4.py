@@ -4,6 +4,8 @@ for `/sandbox/hits`.
 
 Faults are injectable per test (latency, status codes, connection resets before or after the
 hit is recorded, read stalls) so delivery can be proven exactly-once against a hostile GA4.
+A load-dependent mode (`capacity`, `latency_per_inflight_ms`) slows down with the requests in
+flight and answers 429 past its capacity, for the adaptive concurrency (pipeline/concurrency.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ class Faults:
     """Hit recorded, then no answer for `stall_seconds` (client: read timeout, unknown)."""
     stall_seconds: float = 2.0
     retry_after: str | None = "1"
+    """Retry-After on 429 and 503 (capacity 429s too). GA4's Measurement Protocol documents no
+    429 at all (ga4-mp.md); Google's other Analytics APIs document 403/429 on quota without a
+    Retry-After. Google front ends that shed load do send one, so the default has it; set
+    None for a 429 without it."""
+    capacity: int | None = None
+    """Requests this stand-in works on at once; one more arriving is answered 429 at once
+    (nothing recorded). None: no limit."""
+    latency_per_inflight_ms: float = 0.0
+    """Added to `latency_ms` for each request in flight (this one included) when it arrives:
+    a server that slows down under load."""
     seed: int | None = None
 
     @classmethod
@@ -69,7 +81,13 @@ class Ga4Sandbox:
     debug_recordings_used: list[str] = field(default_factory=list)
     """Which recording answered each debug request, in order (tests assert on it)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    over_capacity: int = 0
+    """Requests answered 429 because `Faults.capacity` were already in flight."""
+    load_seen: list[int] = field(default_factory=list)
+    """In capacity mode: requests in flight (this one included) as each accepted one arrived."""
     _rng: random.Random = field(default_factory=random.Random)
+    _answer_due: list[float] = field(default_factory=list)
+    """Monotonic times the accepted requests in flight will be answered (capacity mode)."""
 
     def __post_init__(self) -> None:
         self.app = self._build_app()
@@ -86,6 +104,9 @@ class Ga4Sandbox:
             self.debug_requests = 0
             self.debug_recordings_used.clear()
             self.dropped_bad_secret = 0
+            self.over_capacity = 0
+            self.load_seen.clear()
+            self._answer_due.clear()
 
     def events(self) -> list[dict[str, Any]]:
         """Flattened events with their request's client_id, in arrival order."""
@@ -133,6 +154,21 @@ class Ga4Sandbox:
             roll -= p
         return "ok"
 
+    def _load_delay(self) -> float | None:
+        """Seconds this request takes given the load; None past capacity (held lock)."""
+        f = self.faults
+        if f.capacity is None and not f.latency_per_inflight_ms:
+            return f.latency_ms / 1000
+        now = time.monotonic()
+        self._answer_due = [t for t in self._answer_due if t > now]
+        load = len(self._answer_due) + 1
+        if f.capacity is not None and load > f.capacity:
+            return None
+        delay = (f.latency_ms + f.latency_per_inflight_ms * load) / 1000
+        self._answer_due.append(now + delay)
+        self.load_seen.append(load)
+        return delay
+
     def decide_collect(self, req: Request) -> tuple[float, Response]:
         """What `/mp/collect` does with one request: (seconds to wait first, the answer).
 
@@ -141,10 +177,14 @@ class Ga4Sandbox:
         """
         with self.lock:
             self.requests += 1
-            fault = self._choose()
-            delay = self.faults.latency_ms / 1000
-            stall_s = self.faults.stall_seconds
             retry_after = self.faults.retry_after
+            delay = self._load_delay()
+            if delay is None:
+                self.over_capacity += 1
+                headers = {"Retry-After": retry_after} if retry_after else {}
+                return 0.0, Response(429, b"", headers)
+            fault = self._choose()
+            stall_s = self.faults.stall_seconds
         if fault in ("500", "503", "429"):
             headers = {"Retry-After": retry_after} if retry_after and fault != "500" else {}
             return delay, Response(int(fault), b"", headers)

@@ -25,6 +25,7 @@ from pydantic import (
 
 DEFAULT_CONFIG = "ga4sync.yaml"
 MIN_TIMEOUT = timedelta(milliseconds=100)
+MAX_WORKERS = 256
 
 
 class Ga4Settings(BaseModel):
@@ -37,7 +38,28 @@ class Ga4Settings(BaseModel):
         description="`global`, `eu` (region1), or a base URL (proxy / server-side GTM).",
     )
     ca_file: str | None = Field(default=None, description="Extra CA to trust (sandbox only).")
-    workers: int = Field(default=32, ge=1, le=256)
+    workers: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="Requests to GA4 in flight at once to start with; the number then moves "
+        "between min_workers and max_workers with GA4's answers (fewer on 429s, 5xx and "
+        "slower answers, more while answers stay quick).",
+    )
+    max_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WORKERS,
+        description="The most requests in flight at once (default: twice `workers`, at most "
+        f"{MAX_WORKERS}). Equal to `workers` and min_workers: a fixed number.",
+        validate_default=True,
+    )
+    min_workers: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_WORKERS,
+        description="The fewest requests in flight at once, however hard GA4 pushes back.",
+    )
     connect_timeout: Duration = timedelta(seconds=5)
     read_timeout: Duration = timedelta(seconds=15)
     max_attempts: int = Field(default=8, ge=1, le=100)
@@ -60,6 +82,32 @@ class Ga4Settings(BaseModel):
         if not v.lower().startswith(("https://", "http://")):
             raise ValueError("endpoint must be `global`, `eu`, or a URL starting with https://")
         return check_base_url(v)
+
+    @field_validator("max_workers")
+    @classmethod
+    def _max_workers(cls, v: int | None, info: ValidationInfo) -> int:
+        workers = info.data.get("workers")
+        if not isinstance(workers, int):
+            return v or 1  # workers has its own error; this one would only repeat it
+        if v is None:
+            return min(2 * workers, MAX_WORKERS)
+        if v < workers:
+            raise ValueError(
+                f"max_workers ({v}) must be at least workers ({workers}): sending starts at "
+                "`workers` requests at once and may grow up to max_workers; lower workers too"
+            )
+        return v
+
+    @field_validator("min_workers")
+    @classmethod
+    def _min_workers(cls, v: int, info: ValidationInfo) -> int:
+        workers = info.data.get("workers")
+        if isinstance(workers, int) and v > workers:
+            raise ValueError(
+                f"min_workers ({v}) must be at most workers ({workers}): sending starts at "
+                "`workers` requests at once and backs off no lower than min_workers"
+            )
+        return v
 
     @field_validator("connect_timeout", "read_timeout")
     @classmethod

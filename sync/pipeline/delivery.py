@@ -10,7 +10,9 @@ because a row can wait in `retry` until its timestamp falls out of GA4's 72 h wi
 Sending is pipelined: the main thread claims, batches and settles while a pool of workers keeps
 requests in flight over one keep-alive session. At 50 ms per request the bound is
 workers / latency requests per second; stopping the senders while the database commits would
-waste a large part of it.
+waste a large part of it. How many are in flight at once is not fixed: a gate that workers pass
+before the "request started" mark lets through as many as the adaptive limit allows
+(concurrency.py), which backs off on 429s, 5xx and rising latency and grows while latency holds.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
 from ga4sync.ga4.rules import BACKDATE_WINDOW, validate_payload
 from ga4sync.pipeline.capture_feed import CaptureFeed, FeedState
+from ga4sync.pipeline.concurrency import MAX_PAUSE_S, ConcurrencyLimit
+from ga4sync.pipeline.concurrency_gate import Closed, ConcurrencyGate
 from ga4sync.pipeline.delivery_policy import (
     DeliverySettings,
     OldEvents,
@@ -73,6 +77,10 @@ class DeliveryReport:
     skipped: int = 0
     requests: int = 0
     remote_checks: int = 0
+    throttled: int = 0
+    """Requests GA4 answered 429 (too many requests)."""
+    concurrency: int | None = None
+    """Requests allowed in flight at once when the run ended (where the limit settled)."""
     sent_keys: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
 
@@ -86,8 +94,11 @@ class DeliveryReport:
             "skipped",
             "requests",
             "remote_checks",
+            "throttled",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.concurrency is not None:
+            self.concurrency = other.concurrency
         self.sent_keys.extend(other.sent_keys)
         self.latencies.extend(other.latencies)
 
@@ -112,7 +123,10 @@ class Delivery:
         on_outcome: OutcomeHook | None = None,
         rng: random.Random | None = None,
         remote_memo: RemoteCheckMemo | None = None,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> None:
+        """`concurrency`: the limit to start from and keep moving; pass the same one to each
+        run of a long-lived process (the daemon) so what it learnt carries over."""
         self.store = store
         self.client = client
         self.clock = clock
@@ -122,6 +136,12 @@ class Delivery:
         self.remote_memo = remote_memo if remote_memo is not None else RemoteCheckMemo()
         self._outcomes = OutcomeBuffer(store, clock, self.settings.lease)
         self._marks = SendMarks(store, clock)
+        self.concurrency = concurrency or ConcurrencyLimit(
+            initial=self.settings.workers,
+            minimum=min(self.settings.min_workers, self.settings.workers),
+            maximum=max(self.settings.max_workers or 0, self.settings.workers),
+        )
+        self._gate = ConcurrencyGate(self.concurrency)
 
     def run(
         self,
@@ -144,11 +164,9 @@ class Delivery:
         report = DeliveryReport()
         self.store.expire_leases(self.clock.now())
         self._outcomes = OutcomeBuffer(self.store, self.clock, self.settings.lease)
-        workers = max(1, self.settings.workers)
+        gate = self._gate = ConcurrencyGate(self.concurrency)
+        threads = max(1, self.concurrency.maximum or 1)
         in_flight: dict[Future[SendOutcome], _Flight] = {}
-        # A claimed row waits in the queue under its lease: bound the queue so that even with
-        # every request hitting the read timeout a row is sent long before its lease ends.
-        claim_limit = min(self.settings.claim_size, workers * 8)
         claims = 0
         exhausted = False
         awaiting: FeedState | None = None
@@ -159,12 +177,13 @@ class Delivery:
         # `concurrent.futures.wait` locks every pending future on each call.
         completed: queue.SimpleQueue[Future[SendOutcome]] = queue.SimpleQueue()
         outcomes = self._outcomes
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ga4send") as pool:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ga4send") as pool:
             while True:
                 if awaiting is not None and feed is not None and feed.state() != awaiting:
                     awaiting = None
                 # Keep a queue of about two requests per worker so no worker waits on the DB.
                 while not exhausted and awaiting is None and not outcomes.store_down.is_set():
+                    workers = gate.current
                     if len(in_flight) >= 2 * workers:
                         break
                     if (max_rounds is not None and claims >= max_rounds) or (
@@ -173,6 +192,10 @@ class Delivery:
                         exhausted = True
                         break
                     seen = feed.state() if feed is not None else None
+                    # A claimed row waits in the queue under its lease: bound the queue so that
+                    # even with every request hitting the read timeout a row is sent long
+                    # before its lease ends.
+                    claim_limit = min(self.settings.claim_size, workers * 8)
                     claimed = self._claim(scope, connector, claim_limit, bool(in_flight))
                     claims += 1
                     if claimed is None:
@@ -208,18 +231,20 @@ class Delivery:
                 new = [(in_flight.pop(f), _result(f)) for f in done if f in in_flight]
                 finished += new
                 slow_down = slow_down_seconds(o for _, o in new)
-                if slow_down is not None and not exhausted:
-                    # GA4 said "too many" (429, or 503 with Retry-After): stop claiming and put
-                    # back what has not started, instead of collecting more refusals.
+                if slow_down is not None and slow_down > MAX_PAUSE_S and not exhausted:
+                    # GA4 said "too many" for a long while (429, or 503 with Retry-After): stop
+                    # claiming and put back what has not started, instead of collecting more
+                    # refusals. A shorter pause the gate takes in its stride (concurrency.py).
                     exhausted = True
                     self._hold_back(in_flight, slow_down, report)
                 if finished and (
-                    len(finished) >= workers
+                    len(finished) >= gate.current
                     or not in_flight
                     or time.monotonic() - last_settle >= SETTLE_EVERY_S
                 ):
                     self._settle_done(finished, report)
                     finished, last_settle = [], time.monotonic()
+        report.concurrency = gate.current
         if outcomes.unrecorded_answers():
             outcomes.log_loss()  # every key, for the person who has to sort them out
             raise StateStoreError(outcomes.describe_loss())
@@ -251,6 +276,17 @@ class Delivery:
         `pending`, because this request never left. If the mark cannot be written, or the rows
         are no longer ours, the request is not sent at all.
         """
+        entered = self._gate.enter()
+        if isinstance(entered, Closed):
+            return SendOutcome("not_sent", entered.reason, retry_after=entered.wait_s)
+        outcome = SendOutcome("not_sent", "not sent: the sender failed before the request")
+        try:
+            outcome = self._send_marked(flight)
+        finally:
+            self._gate.leave(entered, outcome)
+        return outcome
+
+    def _send_marked(self, flight: _Flight) -> SendOutcome:
         outcomes = self._outcomes
         if outcomes.store_down.is_set():
             return SendOutcome("not_sent", "not sent: the state store is not answering")
@@ -275,6 +311,9 @@ class Delivery:
         """Requests still queued (not started, so never sent) go back to `retry`."""
         now = self.clock.now()
         wait_for = max(timedelta(seconds=wait_s), backoff(1, self.settings, None, self.rng))
+        reason = f"not sent: GA4 asked to slow down (Retry-After {wait_s:g} s)"
+        # Workers already waiting at the gate have marked nothing: they give their rows back.
+        self._gate.close(Closed(wait_for.total_seconds(), reason))
         held: list[Settlement] = []
         for future in list(in_flight):
             if not future.cancel():
@@ -286,7 +325,7 @@ class Delivery:
                         row.claim_token,
                         Status.RETRY,
                         next_attempt_at=now + wait_for,
-                        reason=f"not sent: GA4 asked to slow down (Retry-After {wait_s:g} s)",
+                        reason=reason,
                         attempted=False,
                     )
                 )
@@ -413,6 +452,7 @@ class Delivery:
         settlements = []
         for flight, outcome in finished:
             report.requests += 1
+            report.throttled += int(outcome.http_status == 429)
             report.latencies.append(outcome.latency_s)
             for row in flight.rows:
                 st = self._settle_for(row, outcome, flight.batch.body, now)
@@ -440,7 +480,8 @@ class Delivery:
             return replace(
                 st,
                 status=Status.RETRY,
-                next_attempt_at=now,
+                # Held at the gate for a long Retry-After: due once it has passed.
+                next_attempt_at=now + timedelta(seconds=outcome.retry_after or 0),
                 reason=outcome.detail,
                 attempted=False,
                 http_status=None,

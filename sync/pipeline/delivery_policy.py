@@ -23,7 +23,12 @@ OldEvents = Literal["skip", "clamp"]
 @dataclass
 class DeliverySettings:
     workers: int = 32
-    """Concurrent requests, each on its own pooled keep-alive connection."""
+    """Concurrent requests to start with, each on its own pooled keep-alive connection."""
+    min_workers: int = 1
+    max_workers: int | None = None
+    """The limit moves within [min_workers, max_workers] (concurrency.py); None: `workers`, so
+    a caller that names only `workers` gets at most that many (the config file's default is
+    twice `workers`)."""
     claim_size: int = 500
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8

@@ -19,6 +19,7 @@ from ga4sync.core.model import Status, TimeWindow
 from ga4sync.core.secrets import redact
 from ga4sync.mapping.load import LoadedMapping, load_mapping
 from ga4sync.pipeline.capture_feed import CaptureFeed
+from ga4sync.pipeline.concurrency import ConcurrencyLimit
 from ga4sync.pipeline.config import Config
 from ga4sync.pipeline.delivery import Delivery, DeliveryReport, DeliverySettings, OutcomeHook
 from ga4sync.pipeline.ga4_client import Ga4Client
@@ -128,12 +129,21 @@ class Engine:
         self._client = client
         self.delivery_settings = delivery_settings or DeliverySettings(
             workers=config.ga4.workers,
+            min_workers=config.ga4.min_workers,
+            max_workers=config.ga4.max_workers,
             max_attempts=config.ga4.max_attempts,
             lease=config.ga4.lease,
             old_events=config.old_events,
             validate_remote=config.ga4.validate_remote,
         )
         self.remote_memo = RemoteCheckMemo()
+        settings = self.delivery_settings
+        self.concurrency = ConcurrencyLimit(
+            initial=settings.workers,
+            minimum=min(settings.min_workers, settings.workers),
+            maximum=max(settings.max_workers or 0, settings.workers),
+        )
+        """Requests to GA4 at once: learnt by each delivery, kept for the next (daemon ticks)."""
         """(mapping version, rule) pairs GA4's validation server accepted, for this process."""
         self.stop_event = threading.Event()
         """Set by SIGTERM/Ctrl-C: capture stops after the page it is committing, delivery
@@ -151,7 +161,7 @@ class Engine:
                 api_secret=secret,
                 connect_timeout=ga4.connect_timeout.total_seconds(),
                 read_timeout=ga4.read_timeout.total_seconds(),
-                pool_size=ga4.workers,
+                pool_size=self.concurrency.maximum or ga4.workers,
                 ca_file=ca,
             )
         return self._client
@@ -318,6 +328,7 @@ class Engine:
             self.delivery_settings,
             remote_memo=self.remote_memo,
             on_outcome=on_outcome,
+            concurrency=self.concurrency,
         )
         return delivery.run(
             scope=scope,

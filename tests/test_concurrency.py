@@ -1,0 +1,231 @@
+"""The adaptive concurrency limit: its rules on their own (tables of observations, no clock,
+no threads), then through the real Delivery, `requests` and the GA4 stand-in in its
+load-dependent mode (slower with more in flight, 429 past its capacity).
+
+No test asserts timings: the end-to-end one asserts where the limit went and that every event
+reached GA4 exactly once, however the threads happened to interleave.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from ga4sync.core.clock import ManualClock
+from ga4sync.core.model import Status
+from ga4sync.pipeline.concurrency import (
+    MAX_PAUSE_S,
+    NO_HINT_PAUSE_S,
+    ConcurrencyLimit,
+    Signal,
+    classify,
+)
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.pipeline.ga4_client import SendOutcome
+from ga4sync.sandbox.ga4 import Faults
+from ga4sync.state.store import StateStore
+
+from tests.test_delivery import Ga4Server, capture, clock, ga4_server, make_client, row
+
+__all__ = ["clock", "ga4_server"]  # fixtures used below
+
+FAST = 0.050
+"""A quick answer: the latency an idle path gives."""
+
+
+def window(limit: ConcurrencyLimit, latency_s: float = FAST, now: float = 0.0) -> int:
+    """One round trip at the current level: `limit` requests go at once, all answered 2xx."""
+    tickets = [limit.admit() for _ in range(limit.limit)]
+    for t in tickets:
+        limit.observe(t, "ok", latency_s, now)
+    return limit.limit
+
+
+def burst(limit: ConcurrencyLimit, signal: Signal, n: int, retry_after: float | None = None) -> int:
+    """`n` requests go at once and all are refused the same way."""
+    tickets = [limit.admit() for _ in range(n)]
+    for t in tickets:
+        limit.observe(t, signal, 0.002, 100.0, retry_after)
+    return limit.limit
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+def test_a_burst_of_429s_from_one_window_halves_the_limit_once() -> None:
+    limit = ConcurrencyLimit(initial=32, maximum=64)
+    assert burst(limit, "throttled", 32) == 16  # not 32 -> 16 -> 8 -> ... -> 1
+    assert limit.throttled == 32
+    # A refusal of a request sent at the new level is news: it cuts again.
+    assert burst(limit, "throttled", 16) == 8
+
+
+def test_refusals_of_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    limit = ConcurrencyLimit(initial=20, maximum=20)
+    old = [limit.admit() for _ in range(20)]
+    limit.observe(old[0], "throttled", 0.002, 0.0)
+    assert limit.limit == 10
+    new = limit.admit()
+    for t in old[1:]:
+        limit.observe(t, "server_error", 0.002, 0.0)
+    assert limit.limit == 10
+    limit.observe(new, "transport", 0.002, 0.0)
+    assert limit.limit == 5
+
+
+@pytest.mark.parametrize("signal", ["server_error", "transport"])
+def test_5xx_and_transport_failures_back_off(signal: Signal) -> None:
+    limit = ConcurrencyLimit(initial=12, maximum=24)
+    assert burst(limit, signal, 3) == 6
+    assert limit.last_change is not None and limit.last_change.old == 12
+
+
+def test_clearly_rising_latency_backs_off_and_noise_does_not() -> None:
+    limit = ConcurrencyLimit(initial=10, maximum=10)
+    for _ in range(5):
+        assert window(limit, FAST) == 10
+    for jitter in (0.052, 0.048, 0.055, 0.050):  # a few ms either way: noise
+        assert window(limit, jitter) == 10
+    window(limit, 0.200)  # four times the baseline: requests queue somewhere
+    assert limit.limit == 8
+    assert limit.last_change is not None and "latency" in limit.last_change.reason
+
+
+def test_a_single_slow_answer_in_a_window_is_not_a_trend() -> None:
+    limit = ConcurrencyLimit(initial=8, maximum=8)
+    window(limit, FAST)
+    tickets = [limit.admit() for _ in range(8)]
+    for i, t in enumerate(tickets):
+        limit.observe(t, "ok", 2.0 if i == 0 else FAST, 0.0)  # the median ignores it
+    assert limit.limit == 8
+
+
+def test_grows_by_one_per_window_while_latency_holds_up_to_max() -> None:
+    limit = ConcurrencyLimit(initial=4, maximum=9)
+    seen = [window(limit) for _ in range(8)]
+    assert seen == [5, 6, 7, 8, 9, 9, 9, 9]
+    assert limit.highest == 9
+
+
+def test_does_not_grow_on_a_limit_it_does_not_use() -> None:
+    limit = ConcurrencyLimit(initial=10, maximum=20)
+    for _ in range(6):  # one request at a time: the limit is not what holds sending back
+        limit.observe(limit.admit(), "ok", FAST, 0.0)
+    assert limit.limit == 10
+
+
+def test_bounds_min_and_never_below_one() -> None:
+    limit = ConcurrencyLimit(initial=8, minimum=3, maximum=8)
+    for _ in range(5):
+        burst(limit, "throttled", 8)
+    assert limit.limit == limit.lowest == 3
+    lone = ConcurrencyLimit(initial=1, minimum=0, maximum=4)
+    for _ in range(3):
+        assert burst(lone, "throttled", 1) == 1
+    with pytest.raises(ValueError, match="min"):
+        ConcurrencyLimit(initial=10, minimum=2, maximum=5)
+
+
+def test_fixed_limit_never_moves() -> None:
+    limit = ConcurrencyLimit(initial=6, minimum=6, maximum=6)
+    assert limit.fixed
+    burst(limit, "throttled", 6)
+    window(limit)
+    window(limit, 1.0)
+    assert limit.limit == 6
+
+
+def test_retry_after_pauses_new_sends_for_that_long() -> None:
+    limit = ConcurrencyLimit(initial=4, maximum=4)
+    t = limit.admit()
+    limit.observe(t, "throttled", 0.002, now=100.0, retry_after=2.0)
+    assert not limit.may_start(101.9)
+    assert limit.may_start(102.0)
+    # A 503 with Retry-After pauses too; a 429 without one pauses a little anyway.
+    limit.observe(limit.admit(), "server_error", 0.002, now=200.0, retry_after=3.0)
+    assert not limit.may_start(202.5) and limit.may_start(203.0)
+    limit.observe(limit.admit(), "throttled", 0.002, now=300.0)
+    assert not limit.may_start(300.0 + NO_HINT_PAUSE_S / 2)
+    assert limit.may_start(300.0 + NO_HINT_PAUSE_S)
+
+
+def test_a_long_retry_after_is_left_to_delivery_not_waited_out() -> None:
+    """Delivery gives the rows back to be due after it (test_delivery.py, 429 stops the run);
+    the limit does not hold threads for ten minutes."""
+    limit = ConcurrencyLimit(initial=4, maximum=4)
+    limit.observe(limit.admit(), "throttled", 0.002, now=0.0, retry_after=MAX_PAUSE_S + 590)
+    assert limit.may_start(0.0)
+    assert limit.limit == 2
+
+
+def test_requests_never_sent_say_nothing_about_load() -> None:
+    limit = ConcurrencyLimit(initial=4, maximum=8)
+    t = limit.admit()
+    assert limit.in_flight == 1
+    limit.observe(t, "ignored", 0.0, 0.0)
+    assert limit.in_flight == 0 and limit.limit == 4
+
+
+@pytest.mark.parametrize(
+    "outcome,signal",
+    [
+        (SendOutcome("sent", "", 204), "ok"),
+        (SendOutcome("rejected", "", 400), "ok"),
+        (SendOutcome("retry", "", 429, retry_after=1.0), "throttled"),
+        (SendOutcome("retry", "", 503), "server_error"),
+        (SendOutcome("retry", "", 500), "server_error"),
+        (SendOutcome("retry", "connection refused"), "transport"),
+        (SendOutcome("unknown", "read timeout"), "transport"),
+        (SendOutcome("not_sent", "store down"), "ignored"),
+    ],
+)
+def test_classify(outcome: SendOutcome, signal: Signal) -> None:
+    assert classify(outcome) == signal
+
+
+# -- through the real delivery ----------------------------------------------------------------
+
+CAPACITY = 4
+
+
+def test_limit_comes_down_below_a_stand_in_that_answers_429_under_load(
+    store: StateStore, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """16 senders against a GA4 that works on 4 at once: the limit comes down to the stand-in's
+    capacity, and every event reaches it exactly once, none lost, none twice."""
+    now = clock.now()
+    rows = [row(f"c{i:03d}", now) for i in range(150)]  # 150 identities: 150 requests
+    capture(store, rows, now)
+    ga4 = ga4_server.ga4
+    ga4.set_faults(
+        Faults(latency_ms=10, latency_per_inflight_ms=2, capacity=CAPACITY, retry_after="0.2")
+    )
+    client = make_client(ga4_server.url, read_timeout=10.0, pool_size=16)
+    delivery = Delivery(
+        store,
+        client,
+        clock,
+        DeliverySettings(workers=16, max_workers=16, max_attempts=20),
+        rng=random.Random(1),
+    )
+    throttled = 0
+    first = None
+    for _ in range(40):
+        report = delivery.run()
+        first = first or report
+        throttled += report.throttled
+        if set(store.count_by_status()) == {Status.SENT}:
+            break
+        clock.advance(timedelta(hours=2))  # refused rows are due again
+    client.close()
+
+    assert first is not None and first.throttled > 0  # 16 at once is past its capacity
+    assert delivery.concurrency.lowest <= CAPACITY < 16
+    assert throttled == ga4.over_capacity
+    assert max(ga4.load_seen) <= CAPACITY
+    assert set(store.count_by_status()) == {Status.SENT}
+    received = Counter(e["params"]["row_key"] for e in ga4.events())
+    assert set(received) == {r.key for r in rows}  # nothing lost
+    assert max(received.values()) == 1  # nothing twice
