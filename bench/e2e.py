@@ -21,12 +21,21 @@ runs), the seconds spent importing (`import_s`, the sum of `-X importtime`'s sel
 packages that cost most to import.
 
 With `--slow-under-load` the stand-in's latency grows with the requests in flight and it answers
-429 above a limit, and the line shows where ga4sync's concurrency settled.
+429 (Retry-After 1 s) above `--capacity`, and the line shows where ga4sync's concurrency settled:
+the same CSV is sent twice in the same run, once with the adaptive limit (starting at `workers`,
+up to 2x) and once with it off (min_workers = max_workers = workers), each into a fresh state
+store. For each: events sent in that `ga4sync run` and events/s (a row GA4 refused is due again
+after its backoff, 15-30 s: in this run if it lasts that long, else in a later one), 429s, the
+limit the run ended at, and the requests the stand-in had in flight (the median over the second
+half of the run, as it saw them).
+
+    python -m bench.e2e --slow-under-load --events 2000 --capacity 16
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -225,7 +234,22 @@ def main() -> None:
     parser.add_argument("--opportunities", type=int, default=200, help="sandbox Salesforce")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--peer-events", type=int, default=100, help="tutorial and ga4mp sample")
+    slow = parser.add_argument_group("--slow-under-load")
+    slow.add_argument(
+        "--slow-under-load",
+        action="store_true",
+        help="a stand-in that slows down and answers 429 under load: adaptive vs fixed workers",
+    )
+    slow.add_argument("--capacity", type=int, default=16, help="requests it works on at once")
+    slow.add_argument(
+        "--ms-per-inflight", type=float, default=2.0, help="latency added per request in flight"
+    )
+    slow.add_argument("--retry-after", default="1", help="its Retry-After on a 429")
+    slow.add_argument("--workers", type=int, default=DeliverySettings().workers)
     args = parser.parse_args()
+    if args.slow_under_load:
+        slow_under_load(args)
+        return
     workers = DeliverySettings().workers
 
     base_url, port_q, stop, proc = start_stand_in(Faults(latency_ms=args.latency_ms))
@@ -291,6 +315,100 @@ def main() -> None:
             bench_rss_mb=peak_rss_mb(),
         )
     )
+
+
+def slow_under_load(args: argparse.Namespace) -> None:
+    """Adaptive vs fixed concurrency against a stand-in with a capacity (see the docstring)."""
+    faults = Faults(
+        latency_ms=args.latency_ms,
+        latency_per_inflight_ms=args.ms_per_inflight,
+        capacity=args.capacity,
+        retry_after=args.retry_after,
+    )
+    base_url, port_q, stop, proc = start_stand_in(faults)
+    modes = {
+        "adaptive": {"workers": args.workers},  # max_workers: the default, 2x workers
+        "fixed": dict.fromkeys(("workers", "min_workers", "max_workers"), args.workers),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ga4sync-e2e-slow-") as tmp:
+            workdir = Path(tmp)
+            with SandboxEnvironment(workdir) as env:
+                config = write_config(workdir, env, base_url, salesforce=False)
+                for mode, ga4 in modes.items():
+                    results[mode] = _slow_run(workdir, config, base_url, ga4, args.events)
+    finally:
+        stop.set()
+        port_q.get(timeout=60)
+        proc.join(timeout=30)
+    print(
+        f"GA4 stand-in: own process, {args.latency_ms:g} ms + {args.ms_per_inflight:g} ms per "
+        f"request in flight, 429 (Retry-After {args.retry_after}) past {args.capacity} at once"
+    )
+    for mode, r in results.items():
+        print(
+            f"{mode:>8} (workers {r['workers']}): sent {r['sent']} of {args.events} in "
+            f"{r['wall']:.2f} s ({r['eps']:.0f} events/s), {r['throttled']} x 429, "
+            f"{args.events - r['sent']} left for a later run; limit at the end {r['limit']}, "
+            f"stand-in saw {r['load']} in flight (median, 2nd half)"
+        )
+    a, f = results["adaptive"], results["fixed"]
+    print(
+        result_line(
+            capacity=args.capacity,
+            adaptive_limit=a["limit"],
+            adaptive_load=a["load"],
+            adaptive_429=a["throttled"],
+            adaptive_eps=round(a["eps"]),
+            adaptive_sent=a["sent"],
+            fixed_workers=args.workers,
+            fixed_load=f["load"],
+            fixed_429=f["throttled"],
+            fixed_eps=round(f["eps"]),
+            fixed_sent=f["sent"],
+            vs_fixed=round(a["eps"] / max(f["eps"], 1e-9), 2),
+            bench_rss_mb=peak_rss_mb(),
+        )
+    )
+
+
+def _slow_run(
+    workdir: Path, config: Path, base_url: str, ga4: dict[str, int], events: int
+) -> dict[str, Any]:
+    """One `ga4sync run` of `events` CSV conversions into a fresh state store."""
+    for old in [*workdir.glob("state.db*"), *(workdir / "inbox").glob("*")]:
+        old.unlink()
+    doc = yaml.safe_load(config.read_text())
+    doc["ga4"].update(ga4)
+    mode_config = workdir / "slow.yaml"
+    mode_config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_csv(workdir / "inbox" / "sales.csv", events, datetime.now(UTC))
+    requests.post(f"{base_url}/sandbox/reset", timeout=10).raise_for_status()
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "ga4sync", "--config", str(mode_config), "run", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=workdir,
+        env=ga4sync_env(),
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode not in (0, 1) or not out.stdout.strip():
+        raise SystemExit(f"ga4sync run failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    delivery = json.loads(out.stdout.strip().splitlines()[-1])["delivery"]
+    seen = requests.get(f"{base_url}/sandbox/hits", timeout=60).json()
+    load = seen["load_seen"][len(seen["load_seen"]) // 2 :]
+    return {
+        "workers": ga4["workers"],
+        "sent": delivery["sent"],
+        "throttled": delivery.get("throttled", seen["over_capacity"]),
+        "limit": delivery.get("concurrency"),
+        "wall": wall,
+        "eps": delivery["sent"] / wall,
+        "load": statistics.median(load) if load else 0,
+    }
 
 
 def _ga4mp_version() -> str:

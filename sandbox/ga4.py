@@ -245,6 +245,8 @@ class Ga4Sandbox:
                     "hits": data,
                     "requests": self.requests,
                     "dropped_bad_secret": self.dropped_bad_secret,
+                    "over_capacity": self.over_capacity,
+                    "load_seen": list(self.load_seen),
                 }
             )
 

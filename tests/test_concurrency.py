@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from ga4sync.core.clock import ManualClock
 from ga4sync.core.model import Status
+from ga4sync.ops.metrics import DaemonMetrics
 from ga4sync.pipeline.concurrency import (
     MAX_PAUSE_S,
     NO_HINT_PAUSE_S,
@@ -22,7 +23,7 @@ from ga4sync.pipeline.concurrency import (
     Signal,
     classify,
 )
-from ga4sync.pipeline.delivery import Delivery, DeliverySettings
+from ga4sync.pipeline.delivery import Delivery, DeliveryReport, DeliverySettings
 from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.sandbox.ga4 import Faults
 from ga4sync.state.store import StateStore
@@ -229,3 +230,9 @@ def test_limit_comes_down_below_a_stand_in_that_answers_429_under_load(
     received = Counter(e["params"]["row_key"] for e in ga4.events())
     assert set(received) == {r.key for r in rows}  # nothing lost
     assert max(received.values()) == 1  # nothing twice
+
+
+def test_metrics_show_where_the_limit_is() -> None:
+    metrics = DaemonMetrics()
+    metrics.record_delivery(DeliveryReport(concurrency=7))
+    assert b"ga4sync_ga4_concurrency_limit 7.0" in metrics.render()

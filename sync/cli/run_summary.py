@@ -52,6 +52,10 @@ class DeliverySummary(BaseModel):
     invalid: int
     skipped: int
     requests: int
+    throttled: int = 0
+    """Requests GA4 answered 429 (too many requests)."""
+    concurrency: int | None = None
+    """Requests allowed in flight at once when delivery ended (where the limit settled)."""
 
 
 class Ga4Unreachable(BaseModel):
@@ -125,6 +129,8 @@ def delivery_summary(d: DeliveryReport) -> DeliverySummary:
         invalid=d.invalid,
         skipped=d.skipped,
         requests=d.requests,
+        throttled=d.throttled,
+        concurrency=d.concurrency,
     )
 
 

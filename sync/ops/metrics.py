@@ -133,6 +133,12 @@ class DaemonMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.ga4_concurrency = Gauge(
+            "ga4sync_ga4_concurrency_limit",
+            "Requests to GA4 allowed in flight at once, as the last delivery left it (it "
+            "moves between ga4.min_workers and ga4.max_workers with GA4's answers).",
+            registry=r,
+        )
         self.freshness = Histogram(
             "ga4sync_freshness_seconds",
             "Time from the CRM change to the event reaching GA4.",
@@ -162,6 +168,8 @@ class DaemonMetrics:
             self.last_success.labels(name).set(finished_at.timestamp())
 
     def record_delivery(self, report: DeliveryReport) -> None:
+        if report.concurrency is not None:
+            self.ga4_concurrency.set(report.concurrency)
         for seconds in report.latencies:
             self.ga4_latency.observe(seconds)
 
