@@ -117,6 +117,9 @@ def write_config(workdir: Path, env: SandboxEnvironment, ga4_url: str, *, salesf
             "endpoint": ga4_url,
             "measurement_id": MEASUREMENT_ID,
             "api_secret": {"file": "secrets/bench_ga4"},
+            # At most `workers` in flight, so the bound workers / latency means what it did
+            # before the limit could grow (the slow-under-load runs set their own range).
+            "max_workers": DeliverySettings().workers,
         }
     )
     doc["connectors"].append(
@@ -327,7 +330,7 @@ def slow_under_load(args: argparse.Namespace) -> None:
     )
     base_url, port_q, stop, proc = start_stand_in(faults)
     modes = {
-        "adaptive": {"workers": args.workers},  # max_workers: the default, 2x workers
+        "adaptive": {"workers": args.workers, "max_workers": min(2 * args.workers, 256)},
         "fixed": dict.fromkeys(("workers", "min_workers", "max_workers"), args.workers),
     }
     results: dict[str, dict[str, Any]] = {}
