@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from ga4sync.core.clock import ManualClock
@@ -28,7 +28,15 @@ from ga4sync.pipeline.ga4_client import SendOutcome
 from ga4sync.sandbox.ga4 import Faults
 from ga4sync.state.store import StateStore
 
-from tests.test_delivery import Ga4Server, capture, clock, ga4_server, make_client, row
+from tests.test_delivery import (
+    Ga4Server,
+    capture,
+    clock,
+    ga4_server,
+    make_client,
+    row,
+    statuses,
+)
 
 __all__ = ["clock", "ga4_server"]  # fixtures used below
 
@@ -223,6 +231,7 @@ def test_limit_comes_down_below_a_stand_in_that_answers_429_under_load(
     client.close()
 
     assert first is not None and first.throttled > 0  # 16 at once is past its capacity
+    assert first.sent > 16  # a short Retry-After pauses the run, it does not end it
     assert delivery.concurrency.lowest <= CAPACITY < 16
     assert throttled == ga4.over_capacity
     assert max(ga4.load_seen) <= CAPACITY
@@ -230,6 +239,29 @@ def test_limit_comes_down_below_a_stand_in_that_answers_429_under_load(
     received = Counter(e["params"]["row_key"] for e in ga4.events())
     assert set(received) == {r.key for r in rows}  # nothing lost
     assert max(received.values()) == 1  # nothing twice
+
+
+def test_a_long_retry_after_sends_workers_waiting_at_the_gate_home_unmarked(
+    store: StateStore, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """More threads than the limit: some wait at the gate. When GA4 asks for ten minutes, they
+    give their rows back without sending, and nothing is left `sending` or marked started."""
+    now = clock.now()
+    capture(store, [row(f"g{i:02d}", now) for i in range(40)], now)
+    ga4_server.ga4.set_faults(Faults(status_429=1.0, retry_after="600", latency_ms=30))
+    client = make_client(ga4_server.url, pool_size=8)
+    delivery = Delivery(store, client, clock, DeliverySettings(workers=2, max_workers=8))
+    report = delivery.run()
+    client.close()
+    assert ga4_server.ga4.requests < 10
+    assert set(store.count_by_status()) <= {Status.PENDING, Status.RETRY}
+    retry = [r for r in statuses(store).values() if r["status"] == Status.RETRY]
+    assert len(retry) == report.retry
+    for r in retry:
+        assert r["next_attempt_at"].replace(tzinfo=UTC) - now >= timedelta(seconds=600)
+        if r["reason"].startswith("not sent: GA4 asked to slow down"):
+            assert r["attempts"] == 0 and store.attempts_for(r["key"]) == []
+    assert delivery.concurrency.limit == 1  # and the limit came down
 
 
 def test_metrics_show_where_the_limit_is() -> None:
