@@ -49,6 +49,7 @@ def daemon_config(sandbox: SandboxEnvironment, state_url: str, *, workers: int =
     doc = yaml.safe_load(path.read_text())
     doc["connectors"][0]["every"] = "1s"
     doc["ga4"]["workers"] = workers
+    doc["ga4"]["max_workers"] = workers  # fixed: the SIGTERM test counts on a slow delivery
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
