@@ -9,6 +9,7 @@ reached GA4 exactly once, however the threads happened to interleave.
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from datetime import UTC, timedelta
 
@@ -268,3 +269,29 @@ def test_metrics_show_where_the_limit_is() -> None:
     metrics = DaemonMetrics()
     metrics.record_delivery(DeliveryReport(concurrency=7))
     assert b"ga4sync_ga4_concurrency_limit 7.0" in metrics.render()
+
+
+def test_deliveries_sharing_one_limit_share_its_places(
+    store: StateStore, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """A daemon delivers for several connectors at once through one engine: together they
+    never have more requests in flight than the one limit allows."""
+    now = clock.now()
+    rows = [row(f"s{i:03d}", now) for i in range(120)]
+    capture(store, rows, now)
+    ga4 = ga4_server.ga4
+    ga4.set_faults(Faults(latency_ms=20, capacity=100))  # capacity: to count what is in flight
+    client = make_client(ga4_server.url, pool_size=6)
+    shared = ConcurrencyLimit(initial=3, maximum=3)
+    settings = DeliverySettings(workers=3)
+    deliveries = [Delivery(store, client, clock, settings, concurrency=shared) for _ in range(2)]
+    threads = [threading.Thread(target=d.run) for d in deliveries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    client.close()
+    assert set(store.count_by_status()) == {Status.SENT}
+    assert max(ga4.load_seen) <= 3
+    received = Counter(e["params"]["row_key"] for e in ga4.events())
+    assert set(received) == {r.key for r in rows} and max(received.values()) == 1

@@ -25,6 +25,7 @@ scale it passes in as `now`) before which nothing new may start.
 from __future__ import annotations
 
 import statistics
+import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,7 +82,9 @@ class LimitChange:
 
 @dataclass
 class ConcurrencyLimit:
-    """The adaptive limit. Not thread-safe: the delivery gate holds a lock around every call."""
+    """The adaptive limit. Its methods are not thread-safe: every delivery gate sharing this
+    limit (a daemon delivers for several connectors at once, over one path to GA4) holds
+    `lock` around each call."""
 
     initial: int
     minimum: int = 1
@@ -96,6 +99,9 @@ class ConcurrencyLimit:
     lowest: int = field(init=False)
     highest: int = field(init=False)
     last_change: LimitChange | None = field(init=False, default=None)
+    lock: threading.Condition = field(
+        init=False, default_factory=threading.Condition, repr=False, compare=False
+    )
     _next_ticket: int = field(init=False, default=0)
     _recovery_ticket: int = field(init=False, default=0)
     _window_start: int = field(init=False, default=0)

@@ -13,7 +13,6 @@ move the limit (concurrency.py) take that time as an argument and stay pure.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ class ConcurrencyGate:
     ) -> None:
         self.limit = limit
         self._time = monotonic
-        self._cond = threading.Condition()
+        self._cond = limit.lock  # shared by every gate of this limit
         self._closed: Closed | None = None
 
     def enter(self) -> int | Closed:
@@ -77,7 +76,8 @@ class ConcurrencyGate:
             self._cond.notify_all()
 
     def close(self, closed: Closed) -> None:
-        """Workers waiting here (and arriving later) give up instead of sending."""
+        """Workers waiting at this gate (and arriving later) give up instead of sending; other
+        runs sharing the limit are not closed, only woken."""
         with self._cond:
             self._closed = closed
             self._cond.notify_all()
