@@ -289,9 +289,11 @@ class Engine:
             report.captured += result.inserted
             report.duplicates += result.duplicates + page.already_captured
             report.rejected += len(page.rejected)
+            counted: set[str] = set()  # a key twice in a page (a repeated CSV row) is one row
             for row in rows:
-                if row.key not in result.inserted_keys:
+                if row.key not in result.inserted_keys or row.key in counted:
                     continue
+                counted.add(row.key)
                 if row.key in result.once_skipped_keys:
                     report.skipped["once_per_record"] += 1
                 elif row.status == Status.SKIPPED:
