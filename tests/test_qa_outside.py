@@ -8,10 +8,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 from ga4sync.cli import main
-from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.sandbox.runner import GA4_SECRET, SandboxEnvironment
 
 from tests.csv_support import berlin, csv_config, write_rows
 
@@ -39,3 +38,37 @@ def test_a_row_repeated_in_one_csv_file_is_counted_once(
     assert capture["to_send"] == 2
     assert capture["new"] == capture["to_send"] + sum(capture["skipped"].values())
     assert len(sandbox.ga4.events()) == 2
+
+
+def test_a_secret_from_an_env_var_with_a_trailing_newline_still_reaches_ga4(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    """`export GA4SYNC_API_SECRET="$(cat file)"` trims, but Kubernetes secrets and .env files
+    often keep the newline. GA4 answers 2xx to a wrong api_secret and drops the events, so the
+    newline lost every event silently while ga4sync marked them sent. A secret file was
+    already stripped; an environment variable now is too."""
+    config = csv_config(sandbox, state_url)
+    text = config.read_text().replace("file: secrets/ga4_api_secret", "env: QA_GA4_SECRET")
+    config.write_text(text)
+    at = berlin(sandbox.clock.now() - timedelta(hours=1))
+    write_rows(config.parent / "inbox" / "pos.csv", [f"N-1,purchase,{at},5,111.222,,"])
+
+    result = _cli(config, "run", "--format", "json", env={"QA_GA4_SECRET": GA4_SECRET + "\r\n"})
+
+    assert result.exit_code == 0, result.output
+    assert sandbox.ga4.dropped_bad_secret == 0
+    assert [e["client_id"] for e in sandbox.ga4.events()] == ["111.222"]
+
+
+def test_an_env_var_holding_only_spaces_is_a_missing_secret(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    config = csv_config(sandbox, state_url)
+    text = config.read_text().replace("file: secrets/ga4_api_secret", "env: QA_GA4_SECRET")
+    config.write_text(text)
+
+    result = _cli(config, "run", env={"QA_GA4_SECRET": " \n"})
+
+    assert result.exit_code == 2, result.output
+    assert "QA_GA4_SECRET" in result.output and "is not set" in result.output
+    assert "Traceback" not in result.output

@@ -167,9 +167,13 @@ class SecretRef(BaseModel):
 
     def resolve(self, base_dir: Path | None = None) -> SecretStr:
         if self.env:
-            value = os.environ.get(self.env)
+            # Stripped like a secret file: a trailing newline (a Kubernetes secret, an .env
+            # file) is never part of a secret, and GA4 silently drops events sent with it.
+            value = (os.environ.get(self.env) or "").strip()
             if not value:
-                raise ConfigError(f"secret not found: {self.describe()} is not set")
+                raise ConfigError(
+                    f"secret not found: {self.describe()} is not set (or holds only spaces)"
+                )
         else:
             assert self.file is not None
             path = Path(os.path.expanduser(self.file))
