@@ -29,6 +29,7 @@ from typing import Any
 
 from ga4sync.connectors.base import ApiUsage
 from ga4sync.connectors.hubspot_auth import BearerToken
+from ga4sync.connectors.net_errors import unreachable_reason
 from ga4sync.core.errors import ConnectorError, QuotaExhausted
 from ga4sync.core.secrets import redact
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -289,7 +290,7 @@ class HubspotApi:
             response = fn()
         except Urllib3Error as exc:
             raise ConnectorError(
-                f"cannot reach HubSpot at {self.client_host}: {type(exc).__name__}"
+                f"cannot reach HubSpot at {self.client_host}: {unreachable_reason(exc)}"
             ) from None
         except Exception as exc:
             status = getattr(exc, "status", None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import requests
+from ga4sync.connectors.net_errors import unreachable_reason
 from ga4sync.core.errors import ConnectorError
 from ga4sync.core.secrets import redact, register_secret
 from pydantic import BaseModel, ValidationError
@@ -122,7 +123,7 @@ class RefreshingToken:
         except requests.RequestException as exc:
             raise ConnectorError(
                 f"cannot reach HubSpot's token endpoint {self.client.token_url}: "
-                f"{type(exc).__name__}"
+                f"{unreachable_reason(exc)}"
             ) from None
         if response.status_code != 200:
             raise ConnectorError(_refusal_message(response))

@@ -25,6 +25,7 @@ import requests
 from ga4sync.connectors.base import ApiUsage
 from ga4sync.connectors.catalog import CrmFields, StageVocabulary
 from ga4sync.connectors.errors import UnknownCrmField
+from ga4sync.connectors.net_errors import unreachable_reason
 from ga4sync.connectors.salesforce_auth import (
     PASSWORD_DEPRECATED,
     LoginTarget,
@@ -557,7 +558,10 @@ class SalesforceConnector:
                 "the run stopped after the last captured page and the next run resumes there"
             ) from None
         except requests.RequestException as exc:
-            raise ConnectorError(f"cannot reach Salesforce: {type(exc).__name__}") from None
+            where = self.settings.instance_url or f"https://{self.sf.sf_instance}"
+            raise ConnectorError(
+                f"cannot reach Salesforce at {where}: {unreachable_reason(exc)}"
+            ) from None
         except (KeyError, IndexError, TypeError):
             # simple-salesforce reads `body[0]["errorCode"]` of a 401 before its own checks.
             raise ConnectorError(NOT_JSON) from None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+from ga4sync.connectors.net_errors import unreachable_reason
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import SecretRef, redact
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -204,5 +205,5 @@ def open_client(
     except requests.RequestException as exc:
         raise ConfigError(
             f"cannot reach Salesforce to log in ({auth.method}, domain {domain}): "
-            f"{type(exc).__name__}"
+            f"{unreachable_reason(exc)}"
         ) from None

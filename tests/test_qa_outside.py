@@ -5,6 +5,7 @@ servers on loopback, both state backends. Each test is a defect found that way, 
 from __future__ import annotations
 
 import json
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,4 +72,35 @@ def test_an_env_var_holding_only_spaces_is_a_missing_secret(
 
     assert result.exit_code == 2, result.output
     assert "QA_GA4_SECRET" in result.output and "is not set" in result.output
+    assert "Traceback" not in result.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_crm_is_named_with_its_address_and_the_reason(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    """`salesforce failed: cannot reach Salesforce: ConnectionError` told a person neither
+    where ga4sync tried nor why; HubSpot's said `MaxRetryError`. Both now say the address and
+    what happened (connection refused, name not found, certificate, timeout)."""
+    hubspot = Path(__file__).parent.parent / "mappings" / "hubspot_deals.yaml"
+    sf_url = f"https://127.0.0.1:{_closed_port()}"
+    hs_url = f"http://127.0.0.1:{_closed_port()}"
+    config = sandbox.write_config(
+        state_url=state_url,
+        salesforce_options={"instance_url": sf_url},
+        hubspot=[hubspot],
+        hubspot_options={"host": hs_url},
+    )
+
+    result = _cli(config, "run", "--format", "json")
+
+    assert result.exit_code == 1, result.output
+    errors = {c["connector"]: c["error"] for c in json.loads(result.stdout)["captures"]}
+    assert sf_url in errors["salesforce"] and "refused" in errors["salesforce"].lower()
+    assert hs_url in errors["hubspot_deals"] and "refused" in errors["hubspot_deals"].lower()
     assert "Traceback" not in result.output
