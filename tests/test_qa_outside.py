@@ -9,6 +9,7 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from ga4sync.cli import main
 from ga4sync.sandbox.runner import GA4_SECRET, SandboxEnvironment
@@ -103,4 +104,21 @@ def test_an_unreachable_crm_is_named_with_its_address_and_the_reason(
     errors = {c["connector"]: c["error"] for c in json.loads(result.stdout)["captures"]}
     assert sf_url in errors["salesforce"] and "refused" in errors["salesforce"].lower()
     assert hs_url in errors["hubspot_deals"] and "refused" in errors["hubspot_deals"].lower()
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"\xff\xfe\x00bad", b"x" * 20000])
+def test_a_bad_secret_file_names_the_config_line_that_points_at_it(
+    sandbox: SandboxEnvironment, state_url: str, content: bytes
+) -> None:
+    """README: an error about a secret field names its file:line. A missing secret file did;
+    an empty, non-text or oversized one named only the secret file, not where the config
+    points at it (the line to fix when the wrong file is named)."""
+    config = csv_config(sandbox, state_url)
+    (config.parent / "secrets" / "ga4_api_secret").write_bytes(content)
+
+    result = _cli(config, "run")
+
+    assert result.exit_code == 2, result.output
+    assert f"{config.name}:" in result.output and "ga4.api_secret" in result.output
     assert "Traceback" not in result.output

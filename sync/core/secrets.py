@@ -185,7 +185,11 @@ class SecretRef(BaseModel):
         return SecretStr(value)
 
     def _read_file(self, path: Path, relative_to: Path | None) -> str:
-        """Read a regular file of at most SECRET_FILE_MAX_BYTES, without blocking on a pipe."""
+        """Read a regular file of at most SECRET_FILE_MAX_BYTES, without blocking on a pipe.
+
+        Each error names the file and where the config points at it, the line to fix when
+        the config names the wrong file."""
+        at = f" (named at {self._where})" if self._where else ""
         try:
             # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
@@ -197,13 +201,13 @@ class SecretRef(BaseModel):
                     f"secret not found: {self.describe()} does not exist{folder}; the path is "
                     "not shown because it may be the secret itself"
                 ) from None
-            raise ConfigError(f"secret file {path} cannot be read: {exc.strerror}") from None
+            raise ConfigError(f"secret file {path} cannot be read: {exc.strerror}{at}") from None
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
                 raise ConfigError(
                     f"secret file {path} is {_file_kind(mode)}, not a regular file; name a "
-                    "file that holds only the secret"
+                    f"file that holds only the secret{at}"
                 )
             data = os.read(fd, SECRET_FILE_MAX_BYTES + 1)
         finally:
@@ -211,16 +215,16 @@ class SecretRef(BaseModel):
         if len(data) > SECRET_FILE_MAX_BYTES:
             raise ConfigError(
                 f"secret file {path} is bigger than {SECRET_FILE_MAX_BYTES // 1024} KB, the "
-                "most a secret file may hold; name a file that holds only the secret"
+                f"most a secret file may hold; name a file that holds only the secret{at}"
             )
         try:
             value = data.decode("utf-8-sig").strip()
         except UnicodeDecodeError:
             raise ConfigError(
-                f"secret file {path} is not UTF-8 text; save only the secret in it, as text"
+                f"secret file {path} is not UTF-8 text; save only the secret in it, as text{at}"
             ) from None
         if not value:
-            raise ConfigError(f"secret file {path} is empty")
+            raise ConfigError(f"secret file {path} is empty{at}")
         return value
 
 
