@@ -181,7 +181,9 @@ def load_scenario(path: str | Path, default_now: datetime | None = None) -> Scen
     try:
         content = ScenarioFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise ScenarioError(format_validation_error(doc, exc, ScenarioFile)) from None
+        raise ScenarioError(
+            format_validation_error(doc, exc, ScenarioFile, kind_of_file="scenario")
+        ) from None
     now = default_now or datetime.now(UTC)
     if content.now is not None:
         now = parse_time(content.now, now)

@@ -122,3 +122,19 @@ def test_a_bad_secret_file_names_the_config_line_that_points_at_it(
     assert result.exit_code == 2, result.output
     assert f"{config.name}:" in result.output and "ga4.api_secret" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_unknown_key_in_the_config_is_not_called_a_mapping_key(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    """`connectors[0].evry: unknown key (mapping keys are fixed ...)` sent a person looking
+    through mapping files for a typo that is in ga4sync.yaml."""
+    config = csv_config(sandbox, state_url)
+    config.write_text(config.read_text().replace("ready: renamed", "ready: renamed\n  evry: 5m"))
+
+    result = _cli(config, "run")
+
+    assert result.exit_code == 2, result.output
+    assert "unknown key `evry`" in result.output and "did you mean `every`?" in result.output
+    assert "mapping keys" not in result.output
+    assert "config keys are fixed" in result.output

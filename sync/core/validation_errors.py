@@ -117,9 +117,16 @@ def describe_value(value: Any) -> str:
 
 
 def validation_problems(
-    doc: YamlDocument, exc: ValidationError, model: type[BaseModel] | None = None
+    doc: YamlDocument,
+    exc: ValidationError,
+    model: type[BaseModel] | None = None,
+    *,
+    kind_of_file: str = "mapping",
 ) -> list[Problem]:
-    """Every pydantic error as a Problem with a position, a rule and, where we can, a fix."""
+    """Every pydantic error as a Problem with a position, a rule and, where we can, a fix.
+
+    `kind_of_file` names the file in the rules (`config keys are fixed`), so a typo in
+    ga4sync.yaml does not send anyone through the mapping files."""
     problems: list[Problem] = []
     seen: set[tuple[Loc, str]] = set()
     for err in exc.errors(include_url=False):
@@ -136,7 +143,7 @@ def validation_problems(
         if kind == "extra_forbidden":
             allowed = _sibling_keys(model, loc[:-1])
             msg = f"unknown key `{loc[-1]}`"
-            rule = "mapping keys are fixed; typos are refused, not ignored"
+            rule = f"{kind_of_file} keys are fixed; typos are refused, not ignored"
             hint = suggest(str(loc[-1]), allowed)
             if hint:
                 suggestion = f"did you mean `{hint}`?"
@@ -214,10 +221,14 @@ def _merge_typos(problems: list[Problem]) -> list[Problem]:
 
 
 def format_validation_error(
-    doc: YamlDocument, exc: ValidationError, model: type[BaseModel] | None = None
+    doc: YamlDocument,
+    exc: ValidationError,
+    model: type[BaseModel] | None = None,
+    *,
+    kind_of_file: str = "mapping",
 ) -> list[str]:
     """The same problems as text lines, for callers that only print them (the config file)."""
-    return [str(p) for p in validation_problems(doc, exc, model)]
+    return [str(p) for p in validation_problems(doc, exc, model, kind_of_file=kind_of_file)]
 
 
 def suggest(word: str, candidates: list[str]) -> str | None:

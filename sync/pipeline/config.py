@@ -212,7 +212,9 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(doc, exc, Config)) from None
+        raise ConfigError(
+            format_validation_error(doc, exc, Config, kind_of_file="config")
+        ) from None
     config.path = path.resolve()
     _locate_secrets(config, (), doc)
     return config
