@@ -138,3 +138,25 @@ def test_an_unknown_key_in_the_config_is_not_called_a_mapping_key(
     assert "unknown key `evry`" in result.output and "did you mean `every`?" in result.output
     assert "mapping keys" not in result.output
     assert "config keys are fixed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("replacement", "expected"),
+    [
+        ("type: CSV", "connectors[0].type: the text `CSV` is not one of salesforce, hubspot, csv"),
+        ("kind: csv", "connectors[0].type: required key `type` is missing"),
+    ],
+)
+def test_a_wrong_or_missing_connector_type_reads_like_any_other_mistake(
+    sandbox: SandboxEnvironment, state_url: str, replacement: str, expected: str
+) -> None:
+    """It was pydantic's own words: `Input tag 'CSV' found using 'type' does not match any of
+    the expected tags` and `Unable to extract tag using discriminator 'type'`."""
+    config = csv_config(sandbox, state_url)
+    config.write_text(config.read_text().replace("type: csv", replacement))
+
+    result = _cli(config, "run")
+
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "tag" not in result.output and "discriminator" not in result.output

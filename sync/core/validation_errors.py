@@ -161,6 +161,24 @@ def validation_problems(
             )
             problems.append(Problem(**{**problem.__dict__, "where": dotted(loc)}))
             continue
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            # A block chosen by one of its keys (a connector's `type:`): say it as for any key.
+            ctx = err.get("ctx") or {}
+            key = str(ctx.get("discriminator", "type")).strip("'\"")
+            if kind == "union_tag_not_found":
+                problem = problem_at(
+                    doc, loc, f"required key `{key}` is missing", "required key", f"add `{key}:`"
+                )
+                problems.append(Problem(**{**problem.__dict__, "where": dotted((*loc, key))}))
+                continue
+            loc = (*loc, key)
+            options = [o.strip(" '\"") for o in str(ctx.get("expected_tags", "")).split(",")]
+            options = [o for o in options if o]
+            msg = f"{describe_value(ctx.get('tag'))} is not one of {', '.join(options)}"
+            rule = "allowed values"
+            hint = suggest(str(ctx.get("tag")), options)
+            if hint:
+                suggestion = f"did you mean `{hint}`?"
         elif kind == "scalar_union":
             msg = f"expected text or a number, got {describe_value(err.get('input'))}"
             rule = "value type"
