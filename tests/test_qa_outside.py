@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from ga4sync.cli import main
 from ga4sync.sandbox.runner import GA4_SECRET, SandboxEnvironment
+from ga4sync.state.store import StateStore
 
 from tests.csv_support import berlin, csv_config, write_rows
 
@@ -160,3 +161,28 @@ def test_a_wrong_or_missing_connector_type_reads_like_any_other_mistake(
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert "tag" not in result.output and "discriminator" not in result.output
+
+
+def test_status_after_a_killed_run_does_not_say_rows_are_sending_now(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    """After a SIGKILL mid-send, status said `sending now: 372` with nothing running. The rows
+    are held by the dead run's claim until its lease ends; status now says so."""
+    config = csv_config(sandbox, state_url)
+    at = berlin(sandbox.clock.now() - timedelta(hours=1))
+    write_rows(config.parent / "inbox" / "pos.csv", [f"H-1,purchase,{at},5,111.222,,"])
+    doc = config.read_text()
+    config.write_text(doc.replace(sandbox.ga4_server.url, f"http://127.0.0.1:{_closed_port()}"))
+    assert _cli(config, "run").exit_code == 1  # GA4 unreachable: the row waits as retry
+    store = StateStore.open(state_url)
+    try:  # a run that claimed it and was killed before it sent
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert len(store.claim_due(later, limit=10, lease=timedelta(minutes=5))) == 1
+    finally:
+        store.close()
+
+    result = _cli(config, "status")
+
+    assert result.exit_code == 0, result.output
+    assert "sending now" not in result.output
+    assert "sending: 1" in result.output and "lease" in result.output

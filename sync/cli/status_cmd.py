@@ -98,6 +98,12 @@ def _result(c: ConnectorStatus) -> Text:
     return cell(run.result if run else "never ran")
 
 
+HELD = (
+    "(claimed by a sender; rows a killed run held come back when its lease ends: pending if "
+    "their request never left, else unknown)"
+)
+
+
 def _details(c: ConnectorStatus, now: datetime, days: int) -> list[str]:
     f = c.freshness
     lines = []
@@ -123,7 +129,7 @@ def _details(c: ConnectorStatus, now: datetime, days: int) -> list[str]:
     windows = ", ".join(f"{w.value} {c.windows.get(w.value, 0)}" for w in WINDOW_ORDER)
     lines.append(f"  GA4 windows: {windows}; joinable to the web session {c.session_joinable}")
     if c.queue.get("sending"):
-        lines.append(f"  sending now: {c.queue['sending']}")
+        lines.append(f"  sending: {c.queue['sending']} {HELD}")
     run = c.last_run
     if run is not None:
         if run.error:
