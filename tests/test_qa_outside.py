@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -186,3 +188,28 @@ def test_status_after_a_killed_run_does_not_say_rows_are_sending_now(
     assert result.exit_code == 0, result.output
     assert "sending now" not in result.output
     assert "sending: 1" in result.output and "lease" in result.output
+
+
+def test_backfill_into_a_log_file_has_no_progress_bars(
+    sandbox: SandboxEnvironment, state_url: str, tmp_path: Path
+) -> None:
+    """`run` shows progress only on a terminal; `backfill` drew its bars into cron logs and
+    CI output too (stderr redirected to a file)."""
+    config = csv_config(sandbox, state_url)
+    now = sandbox.clock.now()
+    write_rows(config.parent / "inbox" / "pos.csv", [f"B-1,purchase,{berlin(now)},5,111.222,,"])
+    day = now.strftime("%Y-%m-%d")
+    log = tmp_path / "cron.log"
+    with log.open("wb") as err:
+        done = subprocess.run(
+            [sys.executable, "-m", "ga4sync", "--config", str(config), "backfill"]
+            + ["--connector", "pos", "--from", day, "--to", day],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=300,
+            check=False,
+        )
+
+    assert done.returncode == 0, log.read_text()
+    assert "sent" in done.stdout.decode()
+    assert "━" not in log.read_text(encoding="utf-8")

@@ -206,6 +206,7 @@ def _run_with_progress(job: Backfill) -> BackfillSummary:
         TimeElapsedColumn(),
         console=progress_console,
         transient=False,
+        disable=not progress_console.is_terminal,  # no bars in cron logs, as `run`
     ) as progress:
         capture_task = progress.add_task("capture", total=span, counts="")
 
