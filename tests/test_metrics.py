@@ -7,15 +7,32 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 from ga4sync.connectors.base import ConnectorSettings
+from ga4sync.core.clock import ManualClock
 from ga4sync.core.model import Status
 from ga4sync.ga4.windows import classify_window
 from ga4sync.ops.daemon import DEFAULT_EVERY, schedule_for
 from ga4sync.ops.healthz import ScheduledConnector, StatusServer, check_health
 from ga4sync.ops.metrics import DaemonMetrics
+from ga4sync.pipeline.delivery import Delivery, DeliverySettings
 from ga4sync.pipeline.engine import CaptureReport
 from ga4sync.pipeline.ga4_client import SendOutcome
+from ga4sync.sandbox.ga4 import Faults
 from ga4sync.state.store import ClaimedRow, StateStore
 from pydantic import ValidationError
+
+from tests.test_delivery import (
+    Ga4Server,
+    StoreOutage,
+    capture,
+    clock,
+    ga4_server,
+    make_client,
+    outage,
+    outage_at_first_answer,
+    row,
+)
+
+__all__ = ["clock", "ga4_server", "outage"]  # fixtures shared with test_delivery
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -145,3 +162,45 @@ def test_a_new_daemon_gets_three_intervals_of_grace(store: StateStore) -> None:
     assert fresh.ok
     late = check_health(store, connectors, now=NOW, started_at=NOW - timedelta(minutes=4))
     assert late.stale == ["new"]
+
+
+def test_requests_delivery_did_not_start_are_counted_not_sent_on_the_metrics_endpoint(
+    state_url: str, outage: StoreOutage, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """A real delivery where the store stops answering after GA4's first answer: the requests
+    still queued are never started (`not_sent`), then go once the store is back. /metrics counts
+    them apart from `failed`, and every row reaches GA4 once."""
+    store = outage.open_store()
+    now = clock.now()
+    keys = ["n0", "n1", "n2"]
+    capture(store, [row(k, now) for k in keys], now)  # three identities: three requests
+    ga4_server.ga4.set_faults(Faults(latency_ms=500))
+    metrics = DaemonMetrics()
+    start_outage = outage_at_first_answer(outage, hold_s=2.0)
+
+    def on_outcome(r: ClaimedRow, status: Status, outcome: SendOutcome | None) -> None:
+        start_outage(r, status, outcome)
+        metrics.record_outcome(r, status, outcome, clock.now())
+
+    client = make_client(ga4_server.url)
+    d = Delivery(store, client, clock, DeliverySettings(workers=1), on_outcome=on_outcome)
+    server = StatusServer(
+        host="127.0.0.1", port=0, health=lambda: check_health(store, [], now=now, started_at=now),
+        metrics=metrics.render,
+    ).start()  # fmt: skip
+    try:
+        for _ in range(3):
+            d.run()
+            if set(store.count_by_status()) == {Status.SENT}:
+                break
+        assert store.count_by_status() == {Status.SENT: 3}
+        assert sorted(e["params"]["row_key"] for e in ga4_server.ga4.events()) == keys
+        text = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+    finally:
+        server.stop()
+        client.close()
+        store.close()
+    events = 'ga4sync_events_total{connector="test",event="generate_lead",outcome='
+    assert _value(text, events + '"sent"}') == 3
+    assert _value(text, events + '"not_sent"}') >= 1  # the third request at least never left
+    assert events + '"failed"}' not in text

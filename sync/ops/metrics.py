@@ -67,6 +67,10 @@ OUTCOME_LABEL = {
     Status.INVALID: "failed",
 }
 """What GA4's answer means for a dashboard: it has it, it may have it, or it does not."""
+NOT_SENT = "not_sent"
+"""A request delivery decided not to start (the store stopped answering, or the rows' lease
+ended): GA4 never saw it and the rows are queued again. Counted apart from `failed`, which is
+GA4 (or the network) refusing a request that went out."""
 
 
 class DaemonMetrics:
@@ -116,7 +120,8 @@ class DaemonMetrics:
         )
         self.events = Counter(
             "ga4sync_events",
-            "Events GA4 answered for: sent, failed (retry/dead/refused) or unknown.",
+            "Events by outcome: sent, failed (retry/dead/refused), unknown, or not_sent (the "
+            "request never started: the state store was down or the lease ended; queued again).",
             ["connector", "event", "outcome"],
             registry=r,
         )
@@ -176,8 +181,12 @@ class DaemonMetrics:
     def record_outcome(
         self, row: ClaimedRow, status: Status, outcome: SendOutcome | None, now: datetime
     ) -> None:
-        """Delivery's `on_outcome` hook: one call per row GA4 answered for."""
-        label = OUTCOME_LABEL.get(status)
+        """Delivery's `on_outcome` hook: one call per row of a finished request (or of one
+        delivery decided not to start: `not_sent`)."""
+        if outcome is not None and outcome.kind == "not_sent":
+            label: str | None = NOT_SENT
+        else:
+            label = OUTCOME_LABEL.get(status)
         if label is None:
             return
         self.events.labels(row.connector, row.event_name or "", label).inc()
