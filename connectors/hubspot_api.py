@@ -10,7 +10,8 @@ Retries are split by layer (crm-apis.md §0.4, §6.2):
   names in `X-HubSpot-RateLimit-Interval-Milliseconds`, DAILY stops the run (`QuotaExhausted`),
   5xx backs off exponentially. `Retry-After`, when present, wins.
 Search is also paced on our side (`search_rate` per second) so a sync rarely meets the 429 at all.
-Every HTTP attempt is counted in `usage.calls`. The bearer token comes from `hubspot_auth.py`:
+Every HTTP attempt is counted in `usage.calls`; requests for an OAuth token are counted apart
+(`usage.extra["token_calls"]`). The bearer token comes from `hubspot_auth.py`:
 an OAuth token is renewed before it expires and once more after a 401. Each answer's `Date`
 header is kept as `server_time`: search windows are bounded by HubSpot's clock, not ours.
 """
@@ -168,6 +169,7 @@ class HubspotApi:
         self.policy = policy
         self.usage = ApiUsage()
         self.usage.extra.update({"search": "0", "batch_read": "0", "rate_limited": "0"})
+        self._note_token_calls()
         self._sleep = sleep
         self._search_pacer = Pacer(policy.search_rate, sleep)
         self._kw: dict[str, Any] = {
@@ -279,6 +281,8 @@ class HubspotApi:
             raise ConnectorError(
                 f"HubSpot kept refusing {kind} after {self.policy.max_attempts} attempts: {exc}"
             ) from None
+        finally:
+            self._note_token_calls()  # a renewal before it, or after a 401, failed or not
         raise AssertionError("unreachable")  # pragma: no cover - tenacity returns or raises
 
     def _attempt(self, kind: str, fn: Callable[[], Any], attempt: int) -> dict[str, Any]:
@@ -306,6 +310,11 @@ class HubspotApi:
         if not isinstance(data, dict):
             raise ConnectorError(f"HubSpot {kind}: expected a JSON object")
         return data
+
+    def _note_token_calls(self) -> None:
+        """Token endpoint requests, apart from `calls`: HubSpot counts API calls made with a
+        token against its limits, not the OAuth requests that get one."""
+        self.usage.extra["token_calls"] = str(self.token.token_calls)
 
     def _use_token(self, bearer: str) -> None:
         """Put a renewed token into the SDK: each API object holds its own Configuration."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import requests
@@ -31,6 +31,10 @@ token with less than five minutes left."""
 
 
 class BearerToken(Protocol):
+    token_calls: int
+    """Requests made to HubSpot's token endpoint: OAuth plumbing, not CRM API calls, so they are
+    counted apart from `api_calls` (docs/hubspot.md, "Rate limits")."""
+
     def current(self) -> str: ...
 
     def renew_after_refusal(self) -> bool:
@@ -43,6 +47,8 @@ class FixedToken:
     """A service key or legacy private app token: it does not expire on its own."""
 
     token: str
+    token_calls: int = field(default=0, init=False)
+    """Never renewed, so never asked for."""
 
     def current(self) -> str:
         return self.token
@@ -82,6 +88,7 @@ class RefreshingToken:
         self.timeout = timeout
         self.monotonic = monotonic
         self.refreshes = 0
+        self.token_calls = 0
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
@@ -118,6 +125,7 @@ class RefreshingToken:
             "refresh_token": self.client.refresh_token,
         }
         asked_at = self.monotonic()
+        self.token_calls += 1
         try:
             response = self._session.post(self.client.token_url, data=form, timeout=self.timeout)
         except requests.RequestException as exc:

@@ -171,7 +171,7 @@ class SalesforceConnector:
         self.snapshot_lookup = snapshot_lookup
         self.known_keys = known_keys
         self.usage = ApiUsage()
-        self.usage.extra["logins"] = "0"
+        self.usage.extra.update({"logins": "0", "userinfo": "0"})
         self.warnings: list[str] = []
         self.absent_fields: set[str] = set()
         """Optional fields this org does not let us read; every query leaves them out."""
@@ -231,12 +231,19 @@ class SalesforceConnector:
         return CrmFields(names, f"Salesforce describe of {obj}", stages)
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        """Every REST answer counts against the org's quota; logins are counted apart."""
+        """Every REST answer counts against the org's quota (`calls`). Logins and the OpenID
+        Connect userinfo call are counted apart: they are the identity service, not the REST or
+        SOAP API the daily allocation covers (docs/salesforce.md, "API calls")."""
         path = urlsplit(response.url).path
         if "/services/data/" in path:
             self.usage.calls += 1
         elif path.endswith("/oauth2/token") or "/services/Soap/" in path:
-            self.usage.extra["logins"] = str(int(self.usage.extra["logins"]) + 1)
+            self._count_apart("logins")
+        elif path.endswith("/oauth2/userinfo"):
+            self._count_apart("userinfo")
+
+    def _count_apart(self, figure: str) -> None:
+        self.usage.extra[figure] = str(int(self.usage.extra[figure]) + 1)
 
     # -- change detection ------------------------------------------------------------------
     def fetch_transitions(self, window: TimeWindow) -> Iterator[TransitionPage]:

@@ -116,6 +116,8 @@ class SalesforceSandbox:
         self._cursor_ids = itertools.count(1)
         self.lock = threading.Lock()
         self.requests: list[str] = []
+        self.userinfo_calls = 0
+        """`GET /services/oauth2/userinfo` served: the identity service, not in `requests`."""
         self.credentials = SandboxCredentials()
         self.faults: list[Fault] = []
         self.app = self._build_app()
@@ -200,6 +202,7 @@ class SalesforceSandbox:
         def userinfo(req: Request) -> Response:
             auth = req.header("authorization") or ""
             with self.lock:
+                self.userinfo_calls += 1
                 known = auth.startswith("Bearer ") and auth[len("Bearer ") :] in self.tokens
             if not known:
                 return Response(401, b"Bad_OAuth_Token", {"Content-Type": "text/plain"})

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ga4sync.connectors.hubspot import HubspotConnector, HubspotSettings
 from ga4sync.connectors.hubspot_auth import OAuthClient, RefreshingToken
+from ga4sync.connectors.spec import FetchSpec
+from ga4sync.core.model import TimeWindow
 from ga4sync.sandbox.http import Request, Response
 from ga4sync.sandbox.hubspot_auth import OAuthApp
 from ga4sync.sandbox.runner import SandboxEnvironment
 
 from tests.conftest import EngineFactory
-from tests.test_hubspot import ROOMY, deal_rows, deals_engine
+from tests.test_hubspot import FAST, ROOMY, deal_rows, deals_engine
 
 CONTRACTS = Path(__file__).parent / "contracts" / "hubspot"
 APP = OAuthApp()
@@ -72,6 +75,41 @@ def test_an_oauth_token_that_expires_mid_run_is_renewed_and_the_run_goes_on(
     assert hub.hubspot.counts["oauth_token"] == 2
     for secret in secrets_seen(hub):
         assert secret not in caplog.text
+
+
+def test_token_requests_are_counted_apart_from_the_api_calls(hub: SandboxEnvironment) -> None:
+    """HubSpot limits API calls made with a token, not the OAuth requests that get one
+    (docs/hubspot.md, "Rate limits"): `api_calls` stays what the limits see, and the token
+    requests (the first one and a renewal after the token expired mid-read) have their own
+    figure."""
+    data = hub.hubspot.data
+    for i in range(8):
+        data.create("deals", hub.clock.now() - timedelta(minutes=40 - i), {"dealstage": "x"})
+    searches: list[int] = []
+
+    def thirty_one_minutes_pass_after_the_first_search(req: Request, resp: Response) -> None:
+        if req.path.endswith("/search"):
+            searches.append(1)
+            if len(searches) == 1:
+                hub.clock.advance(timedelta(minutes=31))
+
+    hub.hubspot.app.after.append(thirty_one_minutes_pass_after_the_first_search)
+    settings = HubspotSettings.model_validate(
+        {"name": "hs", "mapping": "m.yaml", "host": hub.hubspot_server.url, "page_size": 4,
+         **FAST, **OAUTH}
+    )  # fmt: skip
+    hs = HubspotConnector(settings, spec=FetchSpec("deals", "dealstage", ("dealstage",)))
+    try:
+        start = hub.clock.now() - timedelta(hours=1)
+        pages = list(hs.fetch_transitions(TimeWindow(start=start)))
+    finally:
+        hs.close()
+    assert sum(len(p.transitions) for p in pages) == 8
+    counts = hub.hubspot.counts
+    assert counts["oauth_token"] == 2 and counts["401:expired"] == 1
+    assert hs.usage.extra["token_calls"] == "2"
+    # Every CRM request, the one refused 401 included; no token request among them.
+    assert hs.usage.calls == counts["requests"] + counts["401:expired"]
 
 
 def test_a_token_is_renewed_five_minutes_before_it_expires(hub: SandboxEnvironment) -> None:

@@ -16,9 +16,11 @@ import pytest
 from click.testing import CliRunner
 from ga4sync.cli import main
 from ga4sync.connectors.salesforce import _visibility_seen
+from ga4sync.core.model import TimeWindow
 from ga4sync.sandbox.runner import SandboxEnvironment
 
 from tests.conftest import EngineFactory
+from tests.test_salesforce_auth import _auth, _connector
 
 OTHER_REP = "005SBX0000000OTHER"
 
@@ -75,6 +77,26 @@ def test_a_user_without_view_all_misses_other_owners_records_and_is_told_what_to
     assert result.exit_code == 0, result.output
     (sf,) = json.loads(result.output)["connectors"]
     assert any("sees only the Opportunities" in w for w in sf["last_run"]["warnings"])
+
+
+def test_the_userinfo_call_is_counted_apart_from_the_api_calls(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    """`GET /services/oauth2/userinfo` is OpenID Connect's identity service, outside the REST
+    API the org's daily allocation covers (README, Salesforce): its own figure, like logins."""
+    sandbox.salesforce.data.access.restrict("Opportunity")
+    _two_deals(sandbox)
+    connector = _connector(sandbox, _auth("client_credentials", sandbox, tmp_path))
+    try:
+        start = sandbox.clock.now() - timedelta(hours=3)
+        list(connector.fetch_transitions(TimeWindow(start=start)))
+    finally:
+        connector.close()
+    assert any("sees only the Opportunities" in w for w in connector.warnings)
+    assert sandbox.salesforce.userinfo_calls == 1
+    assert connector.usage.extra["userinfo"] == "1"
+    assert connector.usage.extra["logins"] == "1"
+    assert connector.usage.calls == sandbox.salesforce.data_requests()
 
 
 @pytest.mark.parametrize("grant", ["view_all", "view_all_data", "public_read_only"])
