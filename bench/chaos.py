@@ -196,7 +196,7 @@ def run_started(store: StateStore, runs_before: int) -> bool:
 
 def last_run_id(store: StateStore) -> int:
     runs = store.last_runs(1)
-    return int(runs[0]["id"]) if runs else 0
+    return int(runs[0].id) if runs else 0
 
 
 def check_graceful_stop(
@@ -314,8 +314,7 @@ def verify(
     """The promise, checked against what the CRM recorded and what GA4 received."""
     rows = store.list_outbox()
     captured = Counter(
-        (r["record_id"], r["to_value"], r["changed_at"].astimezone(UTC).replace(microsecond=0))
-        for r in rows
+        (r.record_id, r.to_value, r.changed_at.astimezone(UTC).replace(microsecond=0)) for r in rows
     )
     doubled = [k for k, n in captured.items() if n > 1]
     if doubled:
@@ -325,7 +324,7 @@ def verify(
         missing, extra = expected - set(captured), set(captured) - expected
         report.problems.append(f"lost {len(missing)} / extra {len(extra)} transitions")
     report.transitions = len(expected)
-    counts = Counter(r["status"] for r in rows)
+    counts = Counter(r.status for r in rows)
     report.sent, report.unknown, report.skipped = (
         counts["sent"],
         counts["unknown"],
@@ -339,34 +338,32 @@ def verify(
     report.raw_purchase_repeats = sum(raw.values()) - sum(counted.values())
     owned: set[str] = set()
     for r in rows:
-        if not r["payload"]:
+        if not r.payload:
             continue
-        payload = json.loads(r["payload"])
+        payload = json.loads(r.payload)
         fp = fingerprint(payload["client_id"], payload["event"])
         owned.add(fp)
         n = counted[fp]
-        if r["status"] == "sent" and n != 1:
-            report.problems.append(f"{r['key'][:12]} is sent but GA4 counted it {n} times")
-        elif r["status"] == "unknown" and n > 1:
-            report.problems.append(f"{r['key'][:12]} is unknown but GA4 counted it {n} times")
-        elif r["status"] == "unknown":
+        if r.status == "sent" and n != 1:
+            report.problems.append(f"{r.key[:12]} is sent but GA4 counted it {n} times")
+        elif r.status == "unknown" and n > 1:
+            report.problems.append(f"{r.key[:12]} is unknown but GA4 counted it {n} times")
+        elif r.status == "unknown":
             report.unknown_in_ga4 += n
             report.unknown_not_in_ga4 += 1 - n
-        elif r["status"] not in ("sent", "unknown") and n:
-            report.problems.append(f"{r['key'][:12]} is {r['status']} but GA4 has it")
+        elif r.status not in ("sent", "unknown") and n:
+            report.problems.append(f"{r.key[:12]} is {r.status} but GA4 has it")
     unknown_fps = {
-        fingerprint(json.loads(r["payload"])["client_id"], json.loads(r["payload"])["event"])
+        fingerprint(json.loads(r.payload)["client_id"], json.loads(r.payload)["event"])
         for r in rows
-        if r["status"] == "unknown" and r["payload"]
+        if r.status == "unknown" and r.payload
     }
     report.unknown_requests_in_ga4 = sum(
         1
         for hit in sandbox.ga4.hits
         if any(fingerprint(hit.body.get("client_id"), e) in unknown_fps for e in hit.body["events"])
     )
-    report.killed_in_capture = sum(
-        1 for run in store.last_runs(10_000) if run["status"] == "running"
-    )
+    report.killed_in_capture = sum(1 for run in store.last_runs(10_000) if run.status == "running")
     strays = set(counted) - owned
     if strays:
         report.problems.append(f"GA4 has {len(strays)} events no outbox row explains")
@@ -375,7 +372,7 @@ def verify(
         ["--config", str(config), "outbox", "list", "--status", "unknown", "--format", "json"],
     )
     listed_keys = {r["key"] for r in json.loads(listed.output)} if listed.exit_code == 0 else set()
-    unknown_keys = {r["key"] for r in rows if r["status"] == "unknown"}
+    unknown_keys = {r.key for r in rows if r.status == "unknown"}
     if listed_keys != unknown_keys:
         report.problems.append(
             f"`outbox list --status unknown` shows {len(listed_keys)} rows, store has "
@@ -409,8 +406,10 @@ def naive_duplicates(
     db = sqlite3.connect(db_path)
     db.execute("CREATE TABLE naive (key TEXT PRIMARY KEY, body TEXT, sent INTEGER)")
     for r in store.list_outbox(statuses=["sent", "unknown"]):
-        body = json.dumps(request_body([json.loads(r["payload"])]))
-        db.execute("INSERT INTO naive VALUES (?, ?, 0)", (r["key"], body))
+        if r.payload is None:
+            continue  # never: a sent or unknown row carries the payload it went with
+        body = json.dumps(request_body([json.loads(r.payload)]))
+        db.execute("INSERT INTO naive VALUES (?, ?, 0)", (r.key, body))
     db.commit()
     db.close()
     sandbox.ga4.reset()

@@ -168,9 +168,7 @@ def ga4sync_engine(workdir: Path, host: str, search_rate: float) -> Engine:
 
 def ga4sync_moves(engine: Engine) -> set[Move]:
     rows = engine.store.list_outbox(connector="hubspot_deals")
-    return {
-        (r["record_id"], r["to_value"], str(_ms(r["changed_at"].replace(tzinfo=UTC)))) for r in rows
-    }
+    return {(r.record_id, r.to_value, str(_ms(r.changed_at.replace(tzinfo=UTC)))) for r in rows}
 
 
 def main() -> None:

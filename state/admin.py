@@ -14,8 +14,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from ga4sync.core.clock import ensure_utc
 from ga4sync.core.model import Status
 from ga4sync.state import schema as s
+from ga4sync.state.readings import (
+    AttemptEntry,
+    OutboxEntry,
+    RunRecord,
+    Watermark,
+    run_columns,
+    run_record,
+)
 from ga4sync.state.sql import to_json
 from sqlalchemy.engine import Engine
 
@@ -56,7 +65,7 @@ class OutboxAdmin:
         connector: str | None = None,
         keys: Sequence[str] | None = None,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[OutboxEntry]:
         o = s.outbox
         columns = s.outbox_columns(self.version)
         q = sa.select(*columns).order_by(o.c.changed_at, o.c.key)
@@ -69,7 +78,7 @@ class OutboxAdmin:
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [OutboxEntry.of(r._mapping) for r in conn.execute(q)]
 
     def iter_outbox_summary(
         self,
@@ -78,9 +87,9 @@ class OutboxAdmin:
         connector: str | None = None,
         limit: int | None = None,
         with_payload: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[OutboxEntry]:
         """`outbox list` rows, streamed and without the CRM record (and, unless asked for,
-        the payload) columns.
+        the payload) columns: those fields are None.
 
         An outbox holds millions of rows after months; listing them must not load them all
         (nor their stored CRM records) into memory at once.
@@ -94,7 +103,7 @@ class OutboxAdmin:
             q = q.limit(limit)
         with self.engine.connect() as conn:
             for r in conn.execution_options(yield_per=2000).execute(q):
-                yield dict(r._mapping)
+                yield OutboxEntry.of(r._mapping)
 
     def count_outbox(
         self, *, statuses: Sequence[str] | None = None, connector: str | None = None
@@ -163,25 +172,37 @@ class OutboxAdmin:
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(q)}
 
-    def attempts_for(self, key: str) -> list[dict[str, Any]]:
+    def attempts_for(self, key: str) -> list[AttemptEntry]:
+        a = s.attempts
+        q = sa.select(a).where(a.c.key == key).order_by(a.c.id)
         with self.engine.connect() as conn:
             return [
-                dict(r._mapping)
-                for r in conn.execute(
-                    sa.select(s.attempts).where(s.attempts.c.key == key).order_by(s.attempts.c.id)
+                AttemptEntry(
+                    id=int(r.id),
+                    key=r.key,
+                    attempted_at=ensure_utc(r.attempted_at),
+                    outcome=r.outcome,
+                    http_status=r.http_status,
+                    detail=r.detail,
+                    payload=r.payload,
                 )
+                for r in conn.execute(q)
             ]
 
-    def last_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def last_runs(self, limit: int = 50) -> list[RunRecord]:
+        """The newest runs first, of every connector."""
+        q = sa.select(*run_columns(self.version)).order_by(s.runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [run_record(r._mapping, self.version) for r in conn.execute(q)]
+
+    def watermarks(self) -> list[Watermark]:
+        w = s.watermarks
+        q = sa.select(w.c.connector, w.c.object_type, w.c.scope, w.c.value, w.c.updated_at)
         with self.engine.connect() as conn:
             return [
-                dict(r._mapping)
-                for r in conn.execute(sa.select(s.runs).order_by(s.runs.c.id.desc()).limit(limit))
+                Watermark(name, obj, scope, ensure_utc(value), ensure_utc(updated))
+                for name, obj, scope, value, updated in conn.execute(q)
             ]
-
-    def watermarks(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(s.watermarks))]
 
     # -- operator actions ------------------------------------------------------------------
     def resend(self, keys: Sequence[str], now: datetime, reason: str) -> int:

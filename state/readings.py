@@ -8,9 +8,10 @@ results are streamed (`yield_per`): an outbox holds millions of rows after month
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from ga4sync.core.clock import ensure_utc
@@ -120,6 +121,86 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """One outbox row as `outbox list/show`, the demo and tests read it.
+
+    Columns a store's schema version lacks (`send_started_at`, `live`) are None, and so are
+    `record_json` / `payload` when a listing leaves them out (they are the big ones)."""
+
+    key: str
+    connector: str
+    object_type: str
+    record_id: str
+    field: str
+    from_value: str | None
+    to_value: str
+    changed_at: datetime
+    detected_by: str
+    source_ref: str | None
+    rule: str | None
+    event_name: str | None
+    payload: str | None
+    group_key: str | None
+    once_key: str | None
+    resend_if_unknown: bool
+    mapping_path: str | None
+    mapping_hash: str | None
+    record_json: str | None
+    status: str
+    reason: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    claim_token: str | None
+    lease_until: datetime | None
+    send_started_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    scope: str
+    live: bool | None
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> OutboxEntry:
+        """From a selected row; the columns it lacks are None, times are UTC."""
+        values: dict[str, Any] = {f: row.get(f) for f in _OUTBOX_FIELDS}
+        for name in _OUTBOX_TIMES:
+            values[name] = _utc(values[name])
+        values["resend_if_unknown"] = bool(values["resend_if_unknown"])
+        values["attempts"] = int(values["attempts"] or 0)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AttemptEntry:
+    """One request attempt of an outbox row (`outbox show`'s attempt log)."""
+
+    id: int
+    key: str
+    attempted_at: datetime
+    outcome: str
+    http_status: int | None
+    detail: str | None
+    """GA4's answer (or the transport error), free of secrets."""
+    payload: str | None
+    """The request body as sent."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where a connector's reads of one object (and scope) resume."""
+
+    connector: str
+    object_type: str
+    scope: str
+    value: datetime
+    updated_at: datetime
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return ensure_utc(value) if value is not None else None
+
+
+@dataclass(frozen=True)
 class RowOutcome:
     """Where one outbox row stands: its connector, status and why."""
 
@@ -133,6 +214,43 @@ class FailedAttempt:
     attempted_at: datetime
     outcome: str
     http_status: int | None
+
+
+_OUTBOX_FIELDS = tuple(f.name for f in fields(OutboxEntry))
+_OUTBOX_TIMES = (
+    "changed_at", "next_attempt_at", "lease_until", "send_started_at", "created_at",
+    "updated_at", "sent_at",
+)  # fmt: skip
+
+
+def run_record(m: Mapping[Any, Any], version: int) -> RunRecord:
+    """A `runs` row as read at schema `version` (owner columns since version 2)."""
+    owner = None
+    if version >= 2 and m["owner_host"] is not None and m["owner_pid"] is not None:
+        owner = ProcessOwner(m["owner_host"], int(m["owner_pid"]), m["owner_started"])
+    heartbeat = m["heartbeat_at"] if version >= 2 else None
+    return RunRecord(
+        id=int(m["id"]),
+        connector=m["connector"],
+        kind=m["kind"],
+        started_at=ensure_utc(m["started_at"]),
+        finished_at=ensure_utc(m["finished_at"]) if m["finished_at"] else None,
+        status=m["status"],
+        captured=int(m["captured"] or 0),
+        rejected=int(m["rejected"] or 0),
+        api_calls=int(m["api_calls"] or 0),
+        api_used=m["api_used"],
+        api_limit=m["api_limit"],
+        error=m["error"],
+        warnings=[w for w in (m["warnings"] or "").split("\n") if w.strip()],
+        owner=owner,
+        heartbeat_at=ensure_utc(heartbeat) if heartbeat else None,
+    )
+
+
+def run_columns(version: int) -> list[sa.Column[Any]]:
+    """The `runs` columns a store at `version` has."""
+    return [c for c in s.runs.c if version >= 2 or c.name not in s.RUN_OWNER_COLUMNS]
 
 
 class StoreReadings:
@@ -289,34 +407,15 @@ class StoreReadings:
     # -- runs ------------------------------------------------------------------------------
     def last_run(self, connector: str) -> RunRecord | None:
         r = s.runs
-        columns = [c for c in r.c if self.version >= 2 or c.name not in s.RUN_OWNER_COLUMNS]
-        q = sa.select(*columns).where(r.c.connector == connector).order_by(r.c.id.desc()).limit(1)
+        q = (
+            sa.select(*run_columns(self.version))
+            .where(r.c.connector == connector)
+            .order_by(r.c.id.desc())
+            .limit(1)
+        )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        if row is None:
-            return None
-        m = row._mapping
-        owner = None
-        if self.version >= 2 and m["owner_host"] is not None and m["owner_pid"] is not None:
-            owner = ProcessOwner(m["owner_host"], int(m["owner_pid"]), m["owner_started"])
-        heartbeat = m["heartbeat_at"] if self.version >= 2 else None
-        return RunRecord(
-            id=int(m["id"]),
-            connector=m["connector"],
-            kind=m["kind"],
-            started_at=ensure_utc(m["started_at"]),
-            finished_at=ensure_utc(m["finished_at"]) if m["finished_at"] else None,
-            status=m["status"],
-            captured=int(m["captured"] or 0),
-            rejected=int(m["rejected"] or 0),
-            api_calls=int(m["api_calls"] or 0),
-            api_used=m["api_used"],
-            api_limit=m["api_limit"],
-            error=m["error"],
-            warnings=[w for w in (m["warnings"] or "").split("\n") if w.strip()],
-            owner=owner,
-            heartbeat_at=ensure_utc(heartbeat) if heartbeat else None,
-        )
+        return None if row is None else run_record(row._mapping, self.version)
 
     def last_ok_finish(self, connector: str) -> datetime | None:
         """When the connector's newest successful run (of any kind) finished."""

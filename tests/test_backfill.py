@@ -67,7 +67,7 @@ def test_interrupted_backfill_resumes_and_sends_each_event_once(
         second.close()
         assert done.capture_status == "ok" and not done.failed and done.waiting == 0
         rows = store.list_outbox()
-        assert {r["scope"] for r in rows} == {request.scope}
+        assert {r.scope for r in rows} == {request.scope}
         assert len(rows) == len(expected_transitions(sandbox))
         assert done.sent == len(sandbox.ga4.events()) > 0
         assert done.sent + sum(done.skipped.values()) == len(rows)

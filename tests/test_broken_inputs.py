@@ -240,7 +240,7 @@ def test_broken_rows_are_invalid_and_good_rows_sent_on_both_stores(
         report = engine.run_once()
         assert report.captures[0].status == "ok", report.captures[0].error
         invalid = {
-            r["record_id"]: r["reason"] for r in engine.store.list_outbox(statuses=[Status.INVALID])
+            r.record_id: r.reason for r in engine.store.list_outbox(statuses=[Status.INVALID])
         }
         assert len(invalid) == 5
         assert "has 8 cells but the header has 7" in invalid["inbox/a.csv row 2"]

@@ -248,7 +248,7 @@ def _populated(sandbox: SandboxEnvironment, state_url: str, tmp_path: Path) -> t
     assert cli(config, ["run"], tmp_path).exit_code == 0
     with StateStore.open(state_url) as store:
         (row,) = store.list_outbox(statuses=["sent"])
-    return config, row["key"]
+    return config, row.key
 
 
 def _read_only_results(config: Path, key: str, url: str, tmp_path: Path) -> list[Result]:

@@ -216,8 +216,8 @@ def _run(config: Path, connector: str) -> dict[Move, str]:
         engine.close()
         store.close()
     return {
-        (r["record_id"], r["from_value"] or "(new)", r["to_value"]): _outcome(
-            r["status"], r["event_name"], r["reason"]
+        (r.record_id, r.from_value or "(new)", r.to_value): _outcome(
+            r.status, r.event_name, r.reason
         )
         for r in rows
     }

@@ -256,12 +256,12 @@ def test_a_long_retry_after_sends_workers_waiting_at_the_gate_home_unmarked(
     client.close()
     assert ga4_server.ga4.requests < 10
     assert set(store.count_by_status()) <= {Status.PENDING, Status.RETRY}
-    retry = [r for r in statuses(store).values() if r["status"] == Status.RETRY]
+    retry = [r for r in statuses(store).values() if r.status == Status.RETRY]
     assert len(retry) == report.retry
     for r in retry:
-        assert r["next_attempt_at"].replace(tzinfo=UTC) - now >= timedelta(seconds=600)
-        if r["reason"].startswith("not sent: GA4 asked to slow down"):
-            assert r["attempts"] == 0 and store.attempts_for(r["key"]) == []
+        assert r.next_attempt_at.replace(tzinfo=UTC) - now >= timedelta(seconds=600)
+        if r.reason.startswith("not sent: GA4 asked to slow down"):
+            assert r.attempts == 0 and store.attempts_for(r.key) == []
     assert delivery.concurrency.limit == 1  # and the limit came down
 
 

@@ -99,16 +99,16 @@ def test_after_a_sigkill_only_requests_really_in_flight_are_unknown(
     finally:
         store.close()
     by_fp = {
-        fingerprint(json.loads(r["payload"])["client_id"], json.loads(r["payload"])["event"]): r
+        fingerprint(json.loads(r.payload)["client_id"], json.loads(r.payload)["event"]): r
         for r in rows
-        if r["payload"]
+        if r.payload
     }
-    unknown = {fp for fp, r in by_fp.items() if r["status"] == "unknown"}
+    unknown = {fp for fp, r in by_fp.items() if r.status == "unknown"}
     # A purchase with a transaction_id is resent instead (GA4 deduplicates it).
-    resent = {fp for fp in in_flight if by_fp[fp]["resend_if_unknown"]}
+    resent = {fp for fp in in_flight if by_fp[fp].resend_if_unknown}
     assert unknown == set(in_flight) - resent
-    assert all(by_fp[fp]["status"] == "sent" for fp in resent)
-    statuses = Counter(r["status"] for r in rows)
+    assert all(by_fp[fp].status == "sent" for fp in resent)
+    statuses = Counter(r.status for r in rows)
     assert set(statuses) <= {"sent", "unknown", "skipped"} and statuses["sent"] > 10
     counted = Counter(fingerprint(e["client_id"], e) for e in sandbox.ga4.counted_events())
     assert max(counted.values()) == 1

@@ -36,15 +36,13 @@ def test_bad_rows_are_reported_by_number_and_good_rows_are_sent(
         assert capture.status == "ok", capture.error
         assert capture.rejected == 3
         invalid = engine.store.list_outbox(statuses=[Status.INVALID])
-        reasons = sorted(r["reason"] for r in invalid)
+        reasons = sorted(r.reason for r in invalid)
         assert len(reasons) == 3
         assert "pos-2026-03-01.csv row 3: column order_id (the record id) is empty" in reasons[0]
         assert "pos-2026-03-01.csv row 4: has 9 cells but the header has 7" in reasons[1]
         assert "pos-2026-03-01.csv row 6: column sold_at holds 'soon'" in reasons[2]
         skipped = engine.store.list_outbox(statuses=[Status.SKIPPED])
-        assert [(r["record_id"], r["reason"].split(":")[0]) for r in skipped] == [
-            ("S-7", "no_client_id")
-        ]
+        assert [(r.record_id, r.reason.split(":")[0]) for r in skipped] == [("S-7", "no_client_id")]
         events = sandbox.ga4.events()
         assert sorted((e["name"], e["client_id"]) for e in events) == [
             ("generate_lead", "555.666"),
@@ -55,10 +53,10 @@ def test_bad_rows_are_reported_by_number_and_good_rows_are_sent(
         assert purchase["params"]["value"] == 19.9
         assert purchase["params"]["currency"] == "EUR"
         assert purchase["params"]["session_id"] == "1700000001"
-        sent = {r["record_id"]: r for r in engine.store.list_outbox(statuses=[Status.SENT])}
-        assert sent["S-1"]["detected_by"] == "file"
-        assert sent["S-1"]["source_ref"] == "inbox/pos-2026-03-01.csv row 2"
-        assert sent["S-1"]["changed_at"].replace(tzinfo=None) == (now - timedelta(hours=2)).replace(
+        sent = {r.record_id: r for r in engine.store.list_outbox(statuses=[Status.SENT])}
+        assert sent["S-1"].detected_by == "file"
+        assert sent["S-1"].source_ref == "inbox/pos-2026-03-01.csv row 2"
+        assert sent["S-1"].changed_at.replace(tzinfo=None) == (now - timedelta(hours=2)).replace(
             second=0, microsecond=0, tzinfo=None
         )
     finally:
@@ -142,7 +140,7 @@ def test_missing_column_rejects_the_file_and_names_the_column(
             warnings
         )
         (invalid,) = engine.store.list_outbox(statuses=[Status.INVALID])
-        assert "a-broken.csv (whole file)" in invalid["reason"]
+        assert "a-broken.csv (whole file)" in invalid.reason
         # The broken file is not marked done: fixed in place, it is read again and sent.
         write_rows(inbox / "a-broken.csv", [f"X-1,purchase,{berlin(now)},1,1.2,,"])
         assert engine.run_once().delivery.sent == 1

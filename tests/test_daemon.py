@@ -138,8 +138,7 @@ def settled(store: StateStore) -> bool:
 def assert_nothing_lost_or_doubled(sandbox: SandboxEnvironment, store: StateStore) -> None:
     rows = store.list_outbox()
     captured = {
-        (r["record_id"], r["to_value"], r["changed_at"].astimezone(UTC).replace(microsecond=0))
-        for r in rows
+        (r.record_id, r.to_value, r.changed_at.astimezone(UTC).replace(microsecond=0)) for r in rows
     }
     assert len(captured) == len(rows), "a transition was captured twice"
     assert captured == expected_transitions(sandbox), "a stage change is missing or extra"
@@ -282,7 +281,7 @@ def test_backfill_beside_a_running_daemon_sends_nothing_twice(
         assert daemon.stop() == 0
         assert_nothing_lost_or_doubled(sandbox, store)
         # The daemon's watermark is its own; the backfill's lives in its scope.
-        scopes = {r["scope"] for r in store.list_outbox()}
+        scopes = {r.scope for r in store.list_outbox()}
         assert "daemon" in scopes
     finally:
         store.close()

@@ -31,6 +31,7 @@ from ga4sync.sandbox.aio_http import AsyncSandboxServer
 from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
 from ga4sync.sandbox.runner import SandboxEnvironment
 from ga4sync.state.errors import StateStoreError
+from ga4sync.state.readings import OutboxEntry
 from ga4sync.state.store import OutboxRow, StateStore
 
 SECRET = "test-ga4-secret-5f2c9a"
@@ -117,8 +118,8 @@ def capture(store: StateStore, rows: list[OutboxRow], now: datetime) -> None:
     store.capture(connector="test", object_type="Opportunity", rows=rows, watermark=None, now=now)
 
 
-def statuses(store: StateStore) -> dict[str, dict[str, Any]]:
-    return {r["key"]: r for r in store.list_outbox()}
+def statuses(store: StateStore) -> dict[str, OutboxEntry]:
+    return {r.key: r for r in store.list_outbox()}
 
 
 def delivery(store: StateStore, client: Ga4Client, clock: ManualClock, **settings: Any) -> Delivery:
@@ -143,7 +144,7 @@ def test_rows_of_one_identity_share_requests_of_at_most_25(
     assert report.sent == 29 and report.requests == 2 + 3
     sizes = sorted(len(h.body["events"]) for h in ga4_server.ga4.hits)
     assert sizes == [1, 1, 1, 1, 25]
-    assert all(r["status"] == Status.SENT for r in statuses(store).values())
+    assert all(r.status == Status.SENT for r in statuses(store).values())
 
 
 def test_requests_go_concurrently_over_a_few_kept_alive_connections(
@@ -221,13 +222,13 @@ def test_outcome_per_failure(
     delivery(store, client, clock).run()
     client.close()
     got = statuses(store)["a"]
-    assert got["status"] == expected
-    assert reason_part in got["reason"]
+    assert got.status == expected
+    assert reason_part in got.reason
     if expected == Status.RETRY:
-        wait = got["next_attempt_at"].replace(tzinfo=UTC) - now
+        wait = got.next_attempt_at.replace(tzinfo=UTC) - now
         floor = float(faults.retry_after or 0) if faults.status_500 == 0 else 0.0
         assert wait >= timedelta(seconds=max(floor, 15))  # backoff base 30 s, jitter >= 50 %
-    assert store.attempts_for("a")[0]["outcome"] == expected
+    assert store.attempts_for("a")[0].outcome == expected
 
 
 def test_connection_refused_retries_then_dies(store: StateStore, clock: ManualClock) -> None:
@@ -238,11 +239,11 @@ def test_connection_refused_retries_then_dies(store: StateStore, clock: ManualCl
     seen = []
     for _ in range(3):
         d.run()
-        seen.append(statuses(store)["a"]["status"])
+        seen.append(statuses(store)["a"].status)
         clock.advance(timedelta(hours=2))
     client.close()
     assert seen == [Status.RETRY, Status.RETRY, Status.DEAD]
-    assert "cannot connect" in statuses(store)["a"]["reason"]
+    assert "cannot connect" in statuses(store)["a"].reason
 
 
 def test_unknown_is_resent_only_for_purchase_with_transaction_id(
@@ -260,7 +261,7 @@ def test_unknown_is_resent_only_for_purchase_with_transaction_id(
     client = make_client(ga4_server.url)
     d = delivery(store, client, clock)
     d.run()
-    got = {k: r["status"] for k, r in statuses(store).items()}
+    got = {k: r.status for k, r in statuses(store).items()}
     assert got == {
         "p": Status.RETRY,
         "np": Status.UNKNOWN,
@@ -271,7 +272,7 @@ def test_unknown_is_resent_only_for_purchase_with_transaction_id(
     clock.advance(timedelta(hours=2))
     d.run()
     client.close()
-    assert statuses(store)["p"]["status"] == Status.SENT
+    assert statuses(store)["p"].status == Status.SENT
     tids = [e["params"].get("transaction_id") for e in ga4_server.ga4.events()]
     assert tids.count("T-1") == 2  # recorded twice; GA4 keeps one (same transaction_id)
     assert [e["params"]["row_key"] for e in ga4_server.ga4.counted_events()].count("p") == 1
@@ -287,7 +288,7 @@ def test_rows_that_broke_the_72h_window_while_waiting_are_skipped(
     delivery(store, client, clock).run()
     client.close()
     got = statuses(store)["old"]
-    assert got["status"] == Status.SKIPPED and got["reason"].startswith("too_old")
+    assert got.status == Status.SKIPPED and got.reason.startswith("too_old")
     assert ga4_server.ga4.hits == []
 
 
@@ -337,15 +338,15 @@ def test_validate_remote_refuses_a_rule_google_rejects_and_remembers_good_rules(
     d = Delivery(store, client, clock, DeliverySettings(validate_remote=True), remote_memo=memo)
     report = d.run()
     got = statuses(store)
-    assert {k: got[k]["status"] for k in got} == {
+    assert {k: got[k].status for k in got} == {
         "g0": Status.SENT,
         "g1": Status.SENT,
         "g2": Status.SENT,
         "b0": Status.INVALID,
         "b1": Status.INVALID,
     }
-    assert "validation server (--validate-remote) refused mapping rule `won`" in got["b0"]["reason"]
-    assert "NAME_INVALID at events: Event at index: [0] has invalid name" in got["b0"]["reason"]
+    assert "validation server (--validate-remote) refused mapping rule `won`" in got["b0"].reason
+    assert "NAME_INVALID at events: Event at index: [0] has invalid name" in got["b0"].reason
     assert memo.passed == {("mhash-1", "qualified")}
     assert report.remote_checks == 3  # first of `qualified`, both of `won`
     assert {e["params"]["row_key"] for e in ga4_server.ga4.events()} == {"g0", "g1", "g2"}
@@ -366,8 +367,8 @@ def test_validate_remote_unreachable_keeps_rows_for_later(
     Delivery(store, client, clock, DeliverySettings(validate_remote=True)).run()
     client.close()
     got = statuses(store)["a"]
-    assert got["status"] == Status.RETRY
-    assert "validation server (--validate-remote) could not be asked" in got["reason"]
+    assert got.status == Status.RETRY
+    assert "validation server (--validate-remote) could not be asked" in got.reason
 
 
 def test_run_validate_remote_flag_and_config(sandbox: SandboxEnvironment, state_url: str) -> None:
@@ -402,17 +403,15 @@ def test_429_stops_the_run_and_puts_queued_requests_back(
     counts = store.count_by_status()
     assert counts[Status.RETRY] == report.retry >= 10  # claimed: sent and refused, or held
     assert counts[Status.PENDING] == 40 - report.retry  # not even claimed this run
-    rows = [r for r in statuses(store).values() if r["status"] == Status.RETRY]
-    assert all(
-        r["next_attempt_at"].replace(tzinfo=UTC) - now >= timedelta(seconds=600) for r in rows
-    )
-    held = [r for r in rows if r["reason"].startswith("not sent: GA4 asked to slow down")]
+    rows = [r for r in statuses(store).values() if r.status == Status.RETRY]
+    assert all(r.next_attempt_at.replace(tzinfo=UTC) - now >= timedelta(seconds=600) for r in rows)
+    held = [r for r in rows if r.reason.startswith("not sent: GA4 asked to slow down")]
     assert len(held) >= report.retry - report.requests
-    assert store.attempts_for(held[0]["key"]) == []  # never attempted, nothing recorded
+    assert store.attempts_for(held[0].key) == []  # never attempted, nothing recorded
     # ...and not counted: a long rate limit must not use up max_attempts.
-    assert all(r["attempts"] == 0 for r in held), [r["attempts"] for r in held]
+    assert all(r.attempts == 0 for r in held), [r.attempts for r in held]
     refused = [r for r in rows if r not in held]
-    assert refused and all(r["attempts"] == 1 for r in refused)
+    assert refused and all(r.attempts == 1 for r in refused)
 
 
 def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
@@ -442,9 +441,9 @@ def test_exhausted_purchase_that_may_be_in_ga4_is_unknown_not_dead(
     d.run()
     client.close()
     got = statuses(store)
-    assert got["p"]["status"] == Status.UNKNOWN
-    assert "an earlier attempt may have reached GA4" in got["p"]["reason"]
-    assert got["lead"]["status"] == Status.UNKNOWN  # its first answer was lost: never resent
+    assert got["p"].status == Status.UNKNOWN
+    assert "an earlier attempt may have reached GA4" in got["p"].reason
+    assert got["lead"].status == Status.UNKNOWN  # its first answer was lost: never resent
     assert [e["params"]["row_key"] for e in ga4_server.ga4.events()].count("p") == 1
 
 
@@ -585,8 +584,8 @@ def test_answers_not_recorded_before_the_lease_ends_are_named(
         clock.advance(timedelta(seconds=5))
         store.expire_leases(clock.now())
         final = statuses(store)
-        assert {k for k, r in final.items() if r["status"] == Status.UNKNOWN} == in_ga4
-        assert {k for k, r in final.items() if r["status"] == Status.PENDING} == set(final) - in_ga4
+        assert {k for k, r in final.items() if r.status == Status.UNKNOWN} == in_ga4
+        assert {k for k, r in final.items() if r.status == Status.PENDING} == set(final) - in_ga4
     finally:
         client.close()
         store.close()

@@ -246,15 +246,15 @@ def test_a_version_3_database_is_read_as_it_is_and_gains_the_live_column(
         assert reader.version == schema.LIVE_VERSION - 1
         assert list(reader.iter_delays(NOW - timedelta(days=1))) == []  # nothing to tell
         (row,) = reader.list_outbox()
-        assert row["key"] == "old" and "live" not in row
-        assert [r["key"] for r in reader.iter_outbox_summary()] == ["old"]
+        assert row.key == "old" and row.live is None  # no such column yet
+        assert [r.key for r in reader.iter_outbox_summary()] == ["old"]
     finally:
         reader.close()
     store = StateStore.open(state_url)
     try:
         assert store.schema_version() == schema.SCHEMA_VERSION
         (row,) = store.list_outbox()
-        assert row["live"] is None  # captured before: not known, so not counted
+        assert row.live is None  # captured before: not known, so not counted
         assert list(store.iter_delays(NOW - timedelta(days=1))) == []
         _capture_and_send(
             store,

@@ -100,28 +100,28 @@ def test_every_event_ends_sent_once_or_listed(
         clock.advance(timedelta(hours=2))
     client.close()
 
-    final = {r["key"]: r for r in store.list_outbox()}
-    assert {r["status"] for r in final.values()} <= FINAL
+    final = {r.key: r for r in store.list_outbox()}
+    assert {r.status for r in final.values()} <= FINAL
     raw = Counter(e["params"]["row_key"] for e in ga4_server.ga4.events())
     counted = Counter(e["params"]["row_key"] for e in ga4_server.ga4.counted_events())
     assert max(counted.values(), default=0) <= 1, "GA4 would count an event twice"
     for key, r in final.items():
         resendable = key in {x.key for x in rows if x.resend_if_unknown}
-        if r["status"] == Status.SENT:
+        if r.status == Status.SENT:
             assert counted[key] == 1, key
             assert raw[key] == 1 or resendable, key
-        elif r["status"] == Status.UNKNOWN:
+        elif r.status == Status.UNKNOWN:
             # Resendable purchases may have reached GA4 on several attempts; it keeps one.
             assert raw[key] <= 1 or resendable, key
         else:
             assert raw[key] == 0, key
-        if r["status"] != Status.SENT:
-            assert r["reason"], key
+        if r.status != Status.SENT:
+            assert r.reason, key
     for key in raw:
-        assert final[key]["status"] in (Status.SENT, Status.UNKNOWN), key
+        assert final[key].status in (Status.SENT, Status.UNKNOWN), key
     listed = store.list_outbox(statuses=[Status.UNKNOWN, Status.DEAD, Status.INVALID])
-    assert {r["key"] for r in listed} == {k for k, r in final.items() if r["status"] != "sent"}
-    sent = sum(1 for r in final.values() if r["status"] == Status.SENT)
+    assert {r.key for r in listed} == {k for k, r in final.items() if r.status != "sent"}
+    sent = sum(1 for r in final.values() if r.status == Status.SENT)
     if kind in ("500", "503", "429"):
         assert sent == 60  # retriable failures only: everything gets through
     else:
@@ -191,9 +191,9 @@ def test_failure_after_the_request_was_written_is_unknown_whatever_its_type(
         client.close()
         server.stop()
     got = statuses(store)["a"]
-    assert got["status"] == Status.UNKNOWN, got["reason"]
+    assert got.status == Status.UNKNOWN, got.reason
     assert [r["events"][0]["params"]["row_key"] for r in server.complete_requests] == ["a"]
-    assert [a["outcome"] for a in store.attempts_for("a")] == [Status.UNKNOWN]
+    assert [a.outcome for a in store.attempts_for("a")] == [Status.UNKNOWN]
 
 
 @pytest.mark.parametrize("behaviour", ["refuse", "tls_handshake_garbage"])
@@ -217,12 +217,12 @@ def test_failure_before_the_request_left_is_retried_and_delivered_once_later(
             server.stop()
             assert server.complete_requests == []
     got = statuses(store)["a"]
-    assert got["status"] == Status.RETRY, got["reason"]
+    assert got.status == Status.RETRY, got.reason
     clock.advance(timedelta(hours=2))
     up = make_client(ga4_server.url)
     delivery(store, up, clock).run()
     up.close()
-    assert statuses(store)["a"]["status"] == Status.SENT
+    assert statuses(store)["a"].status == Status.SENT
     assert [e["params"]["row_key"] for e in ga4_server.ga4.events()] == ["a"]
 
 
@@ -280,7 +280,7 @@ def test_secret_is_in_no_log_outcome_or_row_for_any_transport_failure(
     rows = store.list_outbox()
     seen = caplog.text + repr(outcomes) + repr(rows) + repr(store.attempts_for("a"))
     assert SECRET not in seen
-    assert rows[0]["status"] != Status.PENDING or behaviour == "close_while_reading"
+    assert rows[0].status != Status.PENDING or behaviour == "close_while_reading"
 
 
 @pytest.mark.parametrize("endpoint", ["http://", "https://:443", "http://[::1"])

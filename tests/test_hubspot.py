@@ -22,6 +22,7 @@ from ga4sync.mappings import MAPPINGS_DIR
 from ga4sync.sandbox.hubspot import RateLimits
 from ga4sync.sandbox.hubspot_data import Pipeline, Stage
 from ga4sync.sandbox.runner import HUBSPOT_TOKEN, SandboxEnvironment
+from ga4sync.state.readings import OutboxEntry
 
 from tests.conftest import EngineFactory
 
@@ -67,8 +68,8 @@ def ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def deal_rows(engine: Any) -> list[dict[str, Any]]:
-    return [r for r in engine.store.list_outbox() if r["connector"].startswith("hubspot_deals")]
+def deal_rows(engine: Any) -> list[OutboxEntry]:
+    return [r for r in engine.store.list_outbox() if r.connector.startswith("hubspot_deals")]
 
 
 # -- past the 10,000-result search cap ---------------------------------------------------------
@@ -118,7 +119,7 @@ def test_windows_past_the_cap_are_captured_once_through_the_engine(
     first = engine.run_once().captures[0]
     assert first.status == "ok", first.error
     assert first.captured == 600
-    assert sorted(r["record_id"] for r in deal_rows(engine)) == sorted(ids)
+    assert sorted(r.record_id for r in deal_rows(engine)) == sorted(ids)
     mark = engine.store.get_watermark("hubspot_deals", "deals")
     assert mark == ms(bulk_at) + timedelta(seconds=25 * 370)
     again = engine.run_once().captures[0]
@@ -166,13 +167,13 @@ def test_several_moves_between_polls_are_captured_in_order_with_their_times(
     second = engine.run_once()
     assert second.ok and second.captures[0].captured == 3
     rows = deal_rows(engine)
-    assert [(r["from_value"], r["to_value"]) for r in rows] == [
+    assert [(r.from_value, r.to_value) for r in rows] == [
         (None, "appointmentscheduled"),
         ("appointmentscheduled", "qualifiedtobuy"),
         ("qualifiedtobuy", "contractsent"),
         ("contractsent", "closedwon"),
     ]
-    assert [r["changed_at"].replace(tzinfo=UTC) for r in rows[1:]] == [ms(at) for _, at in moves]
+    assert [r.changed_at.replace(tzinfo=UTC) for r in rows[1:]] == [ms(at) for _, at in moves]
     sent = {e["name"]: e for e in hub.ga4.events()}
     assert sent["purchase"]["params"]["transaction_id"] == rid
     assert sent["purchase"]["params"]["value"] == 900
@@ -198,7 +199,7 @@ def test_429_storms_are_survived_and_counted(
     report = engine.run_once()
     capture = report.captures[0]
     assert capture.status == "ok", capture.error
-    assert {r["record_id"] for r in deal_rows(engine)} == set(ids)
+    assert {r.record_id for r in deal_rows(engine)} == set(ids)
     refused = sum(v for k, v in hub.hubspot.counts.items() if k.startswith("429:"))
     assert refused >= 5
     assert capture.api_calls == hub.hubspot.counts["requests"]  # every attempt is counted
@@ -285,10 +286,10 @@ def test_stage_labels_qualified_labels_and_ids_all_match_the_stored_id(
     engine = deals_engine(make_engine, write_mapping(tmp_path, '"renewals/CLOSED WON"'))
     capture = engine.run_once().captures[0]
     assert capture.status == "ok", capture.error
-    rows = {r["record_id"]: r for r in deal_rows(engine)}
-    assert rows[renewal]["to_value"] == "1002"
-    assert rows[renewal]["reason"].startswith("no_client_id")  # the rule matched the id
-    assert rows[other]["reason"].startswith("no_rule")
+    rows = {r.record_id: r for r in deal_rows(engine)}
+    assert rows[renewal].to_value == "1002"
+    assert rows[renewal].reason.startswith("no_client_id")  # the rule matched the id
+    assert rows[other].reason.startswith("no_rule")
     engine2 = deals_engine(make_engine, write_mapping(tmp_path, "Negotiation"))
     assert engine2.run_once().captures[0].status == "ok"
 
@@ -341,7 +342,7 @@ def test_contacts_lifecycle_and_lead_status_from_a_scenario(
     stages = [hit.body["user_properties"]["crm_lifecycle_stage"]["value"] for hit in hits]
     assert stages == ["lead", "marketingqualifiedlead", "other"]
     rows = engine.store.list_outbox()
-    assert all(r["detected_by"] == "history" for r in rows) and len(rows) == 3
+    assert all(r.detected_by == "history" for r in rows) and len(rows) == 3
 
 
 def test_transition_times_come_from_history_not_from_the_poll(hub: SandboxEnvironment) -> None:
@@ -476,8 +477,8 @@ def test_a_record_modified_mid_paging_does_not_make_search_skip_another(
     assert engine.run_once().captures[0].status == "ok"
     # With offsets, deal 6 slid onto page 1 when deal 1 left it, and was never read.
     rows = deal_rows(engine)
-    assert {r["record_id"] for r in rows if r["to_value"] == "qualifiedtobuy"} == set(ids)
-    assert [r["record_id"] for r in rows if r["to_value"] == "closedwon"] == [ids[0]]
+    assert {r.record_id for r in rows if r.to_value == "qualifiedtobuy"} == set(ids)
+    assert [r.record_id for r in rows if r.to_value == "closedwon"] == [ids[0]]
 
 
 def test_a_stage_cleared_and_set_again_is_a_new_move(hub: SandboxEnvironment) -> None:
@@ -526,11 +527,11 @@ def test_malformed_records_are_invalid_and_the_rest_of_the_page_goes_on(
     capture = engine.run_once().captures[0]
     assert capture.status == "ok" and capture.rejected == 2
     rows = deal_rows(engine)
-    assert sorted(r["reason"] for r in rows if r["status"] == "invalid") == [
+    assert sorted(r.reason for r in rows if r.status == "invalid") == [
         f"malformed CRM record deals/{bad_time}: a dealstage history entry has no valid timestamp",
         "malformed CRM record deals/?: search result has no id",
     ]
-    assert {r["record_id"] for r in rows if r["status"] != "invalid"} == {ids[0], ids[3]}
+    assert {r.record_id for r in rows if r.status != "invalid"} == {ids[0], ids[3]}
 
 
 def test_a_proxy_error_page_is_named_not_dumped(

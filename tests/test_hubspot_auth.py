@@ -69,7 +69,7 @@ def test_an_oauth_token_that_expires_mid_run_is_renewed_and_the_run_goes_on(
     engine = deals_engine(make_engine, page_size=4, batch_size=4, **OAUTH)
     capture = engine.run_once().captures[0]
     assert capture.status == "ok", capture.error
-    assert {r["record_id"] for r in deal_rows(engine)} == set(ids)
+    assert {r.record_id for r in deal_rows(engine)} == set(ids)
     assert hub.hubspot.counts["401:expired"] == 1  # HubSpot refused once, ga4sync renewed
     assert hub.hubspot.oauth.refreshes == 2
     assert hub.hubspot.counts["oauth_token"] == 2

@@ -47,7 +47,7 @@ def test_a_recorded_secondly_429_on_search_is_waited_out(
     engine = deals_engine(make_engine)
     capture = engine.run_once().captures[0]
     assert capture.status == "ok", capture.error
-    assert {r["record_id"] for r in deal_rows(engine)} == set(ids)
+    assert {r.record_id for r in deal_rows(engine)} == set(ids)
     assert hub.hubspot.counts["requests"] == capture.api_calls  # the 429 was counted, retried
 
 
@@ -140,4 +140,4 @@ def test_the_documented_daily_429_stops_the_run_as_quota_and_the_next_run_resume
     assert deal_rows(engine) == [] and engine.store.get_watermark("hubspot_deals", "deals") is None
     assert hub.hubspot.counts["requests"] == capture.api_calls  # refused once, never retried
     again = engine.run_once().captures[0]
-    assert again.status == "ok" and {r["record_id"] for r in deal_rows(engine)} == set(ids)
+    assert again.status == "ok" and {r.record_id for r in deal_rows(engine)} == set(ids)

@@ -30,7 +30,7 @@ def hub(sandbox: SandboxEnvironment) -> SandboxEnvironment:
 
 
 def moves(engine: Any) -> list[tuple[str, str]]:
-    return sorted((r["record_id"], r["to_value"]) for r in deal_rows(engine))
+    return sorted((r.record_id, r.to_value) for r in deal_rows(engine))
 
 
 def test_one_deal_edited_while_the_first_page_is_read_does_not_skip_400(

@@ -64,9 +64,9 @@ def test_outbox_commands_on_a_run_with_unknowns(
     store = StateStore.open(state_url)
     try:
         (row,) = store.list_outbox(keys=[key])
-        assert "not in GA4 DebugView" in row["reason"] and row["status"] == "pending"
+        assert "not in GA4 DebugView" in row.reason and row.status == "pending"
         for r in store.list_outbox(keys=rest):
-            assert r["status"] == "discarded" and "in GA4" in r["reason"]
+            assert r.status == "discarded" and "in GA4" in r.reason
     finally:
         store.close()
     # `discard` needs a reason; nothing left to resend by status

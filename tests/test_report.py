@@ -86,21 +86,21 @@ def test_report_page_data_matches_the_state_store(
     sandbox.ga4.set_faults(Faults())
 
     sent = store.list_outbox(statuses=[Status.SENT])
-    days = sorted({ensure_utc(r["sent_at"]).date() for r in sent})
+    days = sorted({ensure_utc(r.sent_at).date() for r in sent})
     start = days[0] - timedelta(days=2)
     doc = _report(sc.config.path, tmp_path / "r.html", start.isoformat(), days[-1].isoformat())
 
     assert doc["period_from"] == start.isoformat()
     assert len(doc["days"]) == (days[-1] - start).days + 1
     per_day = Counter(
-        (ensure_utc(r["sent_at"]).date().isoformat(), r["connector"], r["event_name"]) for r in sent
+        (ensure_utc(r.sent_at).date().isoformat(), r.connector, r.event_name) for r in sent
     )
     assert {(d["day"], d["connector"], d["event"]): d["count"] for d in doc["events_per_day"]} == (
         dict(per_day)
     )
     assert doc["totals"]["sent"] == len(sent) == 3
     skipped = store.list_outbox(statuses=[Status.SKIPPED])
-    reasons = Counter((r["connector"], r["reason"].split(":", 1)[0]) for r in skipped)
+    reasons = Counter((r.connector, r.reason.split(":", 1)[0]) for r in skipped)
     assert {(s["connector"], s["reason"]): s["count"] for s in doc["skips"]} == dict(reasons)
     assert reasons[("salesforce", "no_client_id")] == 1
     assert doc["totals"]["skipped"] == len(skipped)
@@ -108,9 +108,7 @@ def test_report_page_data_matches_the_state_store(
     assert (failure["connector"], failure["status"], failure["count"]) == ("salesforce", "retry", 1)
     (attempt,) = doc["failed_attempts"]
     assert (attempt["outcome"], attempt["http_status"], attempt["count"]) == ("retry", 500, 1)
-    lags = sorted(
-        (ensure_utc(r["sent_at"]) - ensure_utc(r["changed_at"])).total_seconds() for r in sent
-    )
+    lags = sorted((ensure_utc(r.sent_at) - ensure_utc(r.changed_at)).total_seconds() for r in sent)
     assert doc["freshness"]["events"] == 3
     assert doc["freshness"]["p50_s"] == pytest.approx(statistics.median(lags))
     assert doc["freshness"]["max_s"] == pytest.approx(lags[-1])
@@ -143,7 +141,7 @@ def test_report_text_is_escaped_and_secret_free(
     data.move_opportunity(oid, "Closed Won", now - timedelta(hours=1))
     engine, config = make_engine()
     engine.run_once()
-    day = ensure_utc(engine.store.list_outbox()[0]["created_at"]).date().isoformat()
+    day = ensure_utc(engine.store.list_outbox()[0].created_at).date().isoformat()
     out = tmp_path / "r.html"
     doc = _report(config.path, out, day, day, charts=1)  # skips only: nothing was sent
     (failure,) = doc["failures"]

@@ -38,7 +38,7 @@ def test_a_long_report_fits_the_page_labels_its_axis_totals_value_and_explains_r
 ) -> None:
     sc = run_scenario(sandbox, make_engine, tmp_path)
     sent = sc.engine.store.list_outbox(statuses=[Status.SENT])
-    last = max(ensure_utc(r["sent_at"]).date() for r in sent)
+    last = max(ensure_utc(r.sent_at).date() for r in sent)
 
     html = _page(
         sc.config.path,
@@ -56,7 +56,7 @@ def test_a_long_report_fits_the_page_labels_its_axis_totals_value_and_explains_r
     # Value totals: the sum of `value` per currency over the sent payloads.
     expected: dict[str, float] = defaultdict(float)
     for r in sent:
-        params = json.loads(r["payload"])["event"]["params"]
+        params = json.loads(r.payload)["event"]["params"]
         if "value" in params:
             expected[params.get("currency", "(none)")] += params["value"]
     assert expected, "the scenario sends money"

@@ -37,9 +37,9 @@ def _now(sandbox: SandboxEnvironment) -> datetime:
 def _moves(store: StateStore, record_id: str | None = None) -> list[tuple[str, Any, str, Any]]:
     rows = store.list_outbox()
     return [
-        (r["record_id"], r["from_value"], r["to_value"], r["changed_at"])
+        (r.record_id, r.from_value, r.to_value, r.changed_at)
         for r in rows
-        if record_id is None or r["record_id"] == record_id
+        if record_id is None or r.record_id == record_id
     ]
 
 
@@ -105,8 +105,8 @@ def test_every_move_once_in_order_with_history_time_across_many_polls(
     purchases = [e for e in sandbox.ga4.events() if e["name"] == "purchase"]
     assert [e["params"]["transaction_id"] for e in purchases] == [a]  # once per record
     runs = store.last_runs()
-    assert all(r["api_calls"] >= 1 for r in runs)
-    assert runs[0]["api_limit"] == sandbox.salesforce.daily_limit
+    assert all(r.api_calls >= 1 for r in runs)
+    assert runs[0].api_limit == sandbox.salesforce.daily_limit
 
 
 def test_quiet_poll_costs_one_call(sandbox: SandboxEnvironment, make_engine: EngineFactory) -> None:
@@ -157,19 +157,19 @@ def test_limit_exhausted_mid_run_then_resumed(
     assert "REQUEST_LIMIT_EXCEEDED" in (stopped.error or "")
     assert stopped.captured == 200
     kept = engine.store.list_outbox()
-    assert len(kept) == 200 and {r["record_id"] for r in kept} <= set(ids)
+    assert len(kept) == 200 and {r.record_id for r in kept} <= set(ids)
     mark = engine.store.get_watermark("salesforce", "Opportunity")
-    assert mark == max(_at(r["changed_at"]) for r in kept)
+    assert mark == max(_at(r.changed_at) for r in kept)
     run = engine.store.last_runs()[0]
-    assert run["status"] == "quota" and run["api_calls"] == 5
+    assert run.status == "quota" and run.api_calls == 5
 
     sandbox.salesforce.allow_calls(1000)
     resumed = engine.capture("salesforce")
     assert resumed.status == "ok"
     rows = engine.store.list_outbox()
-    assert len(rows) == 450 and len({r["key"] for r in rows}) == 450
-    assert {r["record_id"] for r in rows} == set(ids)
-    assert all(r["from_value"] == "Prospecting" for r in rows)
+    assert len(rows) == 450 and len({r.key for r in rows}) == 450
+    assert {r.record_id for r in rows} == set(ids)
+    assert all(r.from_value == "Prospecting" for r in rows)
 
 
 def test_floor_of_remaining_calls_stops_cleanly(
@@ -219,7 +219,7 @@ def test_session_expiry_mid_run_logs_in_again_and_continues(
     assert report.status == "ok", report.error
     assert creds.logins == ["soap", "soap"]
     assert pages == [200, 400, 450]
-    assert {r["record_id"] for r in engine.store.list_outbox()} == set(ids)
+    assert {r.record_id for r in engine.store.list_outbox()} == set(ids)
     # The refused call and its retry both count: the run reports what the org counted.
     assert report.api_calls == sandbox.salesforce.data_requests()
 
@@ -335,7 +335,7 @@ def test_snapshot_diff_sees_last_stage_and_warns(
     first = engine.capture("salesforce")
     assert first.status == "ok" and first.api_calls == 2  # the records, sharing (once a day)
     assert any("intermediate moves can be missed" in w for w in first.warnings)
-    assert engine.store.last_runs()[0]["warnings"]
+    assert engine.store.last_runs()[0].warnings
     t1 = _now(sandbox) - timedelta(minutes=5)
     data.move_opportunity(new, "Qualification", t1)
     data.move_opportunity(new, "Closed Won", t1 + timedelta(seconds=1))
@@ -347,7 +347,7 @@ def test_snapshot_diff_sees_last_stage_and_warns(
         ("Prospecting", "Closed Won", t1 + timedelta(seconds=1)),  # Qualification unseen
     ]
     assert _times(engine.store, old) == [("Closed Won", "Closed Lost", t1 + timedelta(seconds=2))]
-    assert all(r["detected_by"] == "snapshot" for r in engine.store.list_outbox())
+    assert all(r.detected_by == "snapshot" for r in engine.store.list_outbox())
 
 
 def test_custom_object_field_history(
@@ -448,13 +448,13 @@ def test_a_failure_mid_paging_keeps_read_pages_and_the_next_run_resumes(
     kept = engine.store.list_outbox()
     assert stopped.captured == len(kept) == 200
     mark = engine.store.get_watermark("salesforce", "Opportunity")
-    assert mark == max(_at(r["changed_at"]) for r in kept)  # not past the unread pages
+    assert mark == max(_at(r.changed_at) for r in kept)  # not past the unread pages
 
     resumed = engine.capture("salesforce")
     assert resumed.status == "ok"
     rows = engine.store.list_outbox()
-    assert len(rows) == 450 and len({r["key"] for r in rows}) == 450
-    assert {r["record_id"] for r in rows} == set(ids)
+    assert len(rows) == 450 and len({r.key for r in rows}) == 450
+    assert {r.record_id for r in rows} == set(ids)
 
 
 def test_a_silent_server_is_cut_off_by_the_timeout(
@@ -551,7 +551,7 @@ def test_malformed_history_rows_are_recorded_as_invalid_and_the_page_goes_on(
     report = engine.capture("salesforce")
     assert report.status == "ok" and report.rejected == 2
     rows = engine.store.list_outbox()
-    invalid = sorted(r["reason"] for r in rows if r["status"] == "invalid")
+    invalid = sorted(r.reason for r in rows if r.status == "invalid")
     assert invalid == [
         "malformed CRM record Project__History/017RAW000000002AAA: history row has no Id/ParentId",
         "malformed CRM record Project__History/?: history row has no Id/ParentId",
@@ -580,7 +580,7 @@ def test_a_lead_without_id_is_invalid_and_the_other_leads_go_on(
     report = engine.capture("salesforce")
     assert report.status == "ok" and report.rejected == 1
     rows = engine.store.list_outbox()
-    assert [r["reason"] for r in rows if r["status"] == "invalid"] == [
+    assert [r.reason for r in rows if r.status == "invalid"] == [
         "malformed CRM record Lead/?: no Id"
     ]
     assert _times(engine.store, lead) == [(None, "Open - Not Contacted", t0)]
@@ -608,7 +608,7 @@ def test_lead_status_without_history_tracking_warns_instead_of_an_empty_success(
     again = engine.capture("salesforce")
     assert again.warnings == report.warnings  # every run says it...
     assert again.api_calls == 1  # ...from the first run's FieldDefinition answer: leads only
-    assert engine.store.last_runs()[0]["warnings"]
+    assert engine.store.last_runs()[0].warnings
 
 
 def test_mappings_validate_warns_up_front_when_the_stage_field_history_is_not_tracked(

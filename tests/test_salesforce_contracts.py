@@ -131,4 +131,4 @@ def test_recorded_total_requests_403_stops_the_run_as_quota_and_the_next_run_res
     assert engine.store.list_outbox() == []
     again = engine.capture("salesforce")
     assert again.status == "ok"
-    assert [r["to_value"] for r in engine.store.list_outbox()] == ["Prospecting", "Closed Won"]
+    assert [r.to_value for r in engine.store.list_outbox()] == ["Prospecting", "Closed Won"]

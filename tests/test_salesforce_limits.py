@@ -45,8 +45,8 @@ def test_a_concurrency_limit_is_waited_out_not_taken_for_the_daily_quota(
     report = engine.capture("salesforce")
     assert report.status == "ok", report.error
     rows = engine.store.list_outbox()
-    assert {r["record_id"] for r in rows} == set(ids)
-    assert len({r["key"] for r in rows}) == len(rows) == 450
+    assert {r.record_id for r in rows} == set(ids)
+    assert len({r.key for r in rows}) == len(rows) == 450
     # Refused calls count too: Salesforce charges them.
     assert report.api_calls == sandbox.salesforce.data_requests()
 
@@ -66,7 +66,7 @@ def test_a_concurrency_limit_that_does_not_clear_stops_the_run_resumably(
     assert len(engine.store.list_outbox()) == 200  # page 1 kept
     resumed = engine.capture("salesforce")
     assert resumed.status == "ok"
-    assert {r["record_id"] for r in engine.store.list_outbox()} == set(ids)
+    assert {r.record_id for r in engine.store.list_outbox()} == set(ids)
 
 
 def test_the_daily_quota_is_not_retried(
@@ -92,8 +92,8 @@ def test_cursors_pushed_out_by_newer_ones_resume_from_the_last_committed_page(
     assert report.status == "ok", report.error
     assert sandbox.salesforce.expired_locators >= 2  # pages 2 and 3 each lost their cursor
     rows = engine.store.list_outbox()
-    assert {r["record_id"] for r in rows} == set(ids)
-    assert len({r["key"] for r in rows}) == len(rows) == 450
+    assert {r.record_id for r in rows} == set(ids)
+    assert len({r.key for r in rows}) == len(rows) == 450
 
 
 def test_a_cursor_idle_past_its_expiry_resumes_at_the_last_page(

@@ -49,7 +49,7 @@ def _two_deals(sandbox: SandboxEnvironment) -> tuple[str, str]:
 
 
 def _records(engine_store: object) -> set[str]:
-    return {r["record_id"] for r in engine_store.list_outbox()}  # type: ignore[attr-defined]
+    return {r.record_id for r in engine_store.list_outbox()}  # type: ignore[attr-defined]
 
 
 def test_a_user_without_view_all_misses_other_owners_records_and_is_told_what_to_grant(

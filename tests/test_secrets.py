@@ -116,7 +116,7 @@ def test_secret_never_leaks_from_failed_deliveries(
         plain.stop()
         tls_server.stop()
 
-    statuses = {r["key"].split("-")[0]: r["status"] for r in store.list_outbox()}
+    statuses = {r.key.split("-")[0]: r.status for r in store.list_outbox()}
     assert statuses == {
         "500": Status.RETRY,
         "429": Status.RETRY,
@@ -138,7 +138,7 @@ def test_secret_never_leaks_from_failed_deliveries(
     assert_clean("\n".join(seen), "outcomes / exception texts")
     assert_clean("\n".join(texts), "reports and reprs")
     assert_clean(dump_state(store), "the state store")
-    reasons = "\n".join(str(r["reason"]) for r in store.list_outbox())
+    reasons = "\n".join(str(r.reason) for r in store.list_outbox())
     assert "SSLError" in reasons and "cannot connect" in reasons  # real failure texts kept
 
 

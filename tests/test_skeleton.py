@@ -72,14 +72,14 @@ def test_record_without_client_id_is_skipped_and_others_go(
     report = engine.run_once()
     assert report.delivery.sent == 1
     rows = {
-        r["record_id"]: r
+        r.record_id: r
         for r in engine.store.list_outbox(statuses=["sent", "skipped"])
-        if r["to_value"] == "Closed Won"
+        if r.to_value == "Closed Won"
     }
-    assert rows[good]["status"] == Status.SENT
-    assert rows[bad]["status"] == Status.SKIPPED
-    assert rows[bad]["reason"].startswith("no_client_id")
-    assert "GA_Client_ID__c" in rows[bad]["reason"]
+    assert rows[good].status == Status.SENT
+    assert rows[bad].status == Status.SKIPPED
+    assert rows[bad].reason.startswith("no_client_id")
+    assert "GA_Client_ID__c" in rows[bad].reason
     assert sandbox.ga4.events()[0]["client_id"] == "333.444"  # cookie form normalised
 
 

@@ -17,7 +17,8 @@ from ga4sync.state import admin, schema
 from ga4sync.state.errors import describe
 from ga4sync.state.locks import LockLost
 from ga4sync.state.owners import ProcessOwner
-from ga4sync.state.store import OutboxRow, StateStore
+from ga4sync.state.readings import AttemptEntry, OutboxEntry, Watermark
+from ga4sync.state.store import OutboxRow, Settlement, StateStore
 
 from tests.conftest import EngineFactory
 
@@ -243,11 +244,11 @@ def test_expired_lease_becomes_unknown_or_retry_for_dedupable_purchase(store: St
     ]
     assert store.expire_leases(NOW + timedelta(seconds=10)) == 0
     assert store.expire_leases(NOW + timedelta(minutes=1)) == 4
-    rows = {r["key"]: r for r in store.list_outbox()}
-    status = {k: r["status"] for k, r in rows.items()}
+    rows = {r.key: r for r in store.list_outbox()}
+    status = {k: r.status for k, r in rows.items()}
     assert status == {"k00000": "unknown", "k00001": "unknown", "k00002": "pending", "p1": "retry"}
-    assert rows["k00002"]["attempts"] == 0, "a request that never left is not an attempt"
-    assert "before its request was sent" in rows["k00002"]["reason"]
+    assert rows["k00002"].attempts == 0, "a request that never left is not an attempt"
+    assert "before its request was sent" in rows["k00002"].reason
 
 
 def test_send_started_is_refused_for_rows_no_longer_held(store: StateStore) -> None:
@@ -276,8 +277,8 @@ def test_older_database_is_listed_as_it_is_and_gains_the_send_started_column(
     first.close()
     reader = StateStore.open_read_only(state_url)
     try:
-        assert [r["key"] for r in reader.list_outbox()] == ["k00000"]
-        assert [r["key"] for r in reader.iter_outbox_summary()] == ["k00000"]  # outbox list
+        assert [r.key for r in reader.list_outbox()] == ["k00000"]
+        assert [r.key for r in reader.iter_outbox_summary()] == ["k00000"]  # outbox list
     finally:
         reader.close()
     store = StateStore.open(state_url)
@@ -325,7 +326,7 @@ def test_prune_keeps_what_dedup_needs(store: StateStore) -> None:
         older_than=NOW - timedelta(days=90),
         keep_since={"salesforce": NOW - timedelta(days=1), "hubspot": old - timedelta(days=50)},
     )
-    left = {r["key"] for r in store.list_outbox()}
+    left = {r.key for r in store.list_outbox()}
     assert left == {"sent_once", "unknown_old", "recent_skip", "other_conn"}
     assert (result.deleted, result.kept_for_once, result.kept_in_window) == (2, 1, 2)
     assert store.attempts_for("sent_plain") == []
@@ -348,7 +349,7 @@ def test_malformed_history_rows_are_invalid_and_the_page_goes_on(
         history[hid] = {**row, "CreatedDate": at, "SystemModstamp": at}
     engine, _ = make_engine()
     report = engine.run_once()
-    invalid = {r["source_ref"]: r["reason"] for r in engine.store.list_outbox(statuses=["invalid"])}
+    invalid = {r.source_ref: r.reason for r in engine.store.list_outbox(statuses=["invalid"])}
     assert "no Id/OpportunityId" in invalid["OpportunityHistory/008BADNOOPP0001"]
     assert "StageName is empty" in invalid["OpportunityHistory/008BADSTAGE0002"]
     assert report.captures[0].rejected == 2
@@ -430,3 +431,43 @@ def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_writer(state_ur
         new = writer.last_run("salesforce")
         assert new is not None and new.id == run_id
         assert new.owner == ProcessOwner.current()
+
+
+# -- what the admin commands read --------------------------------------------------------------
+def test_admin_readings_are_typed_rows_in_utc(store: StateStore) -> None:
+    """`outbox list/show`, `state prune` and the benches read frozen rows, never a table's
+    dicts; times come back in UTC on both backends (SQLite keeps them naive)."""
+    store.capture(
+        connector="salesforce",
+        object_type="Opportunity",
+        rows=[outbox_row("k1"), outbox_row("k2")],
+        watermark=NOW - timedelta(minutes=5),
+        now=NOW,
+    )
+    (claimed,) = store.claim_due(NOW, limit=1, lease=timedelta(minutes=5), connector="salesforce")
+    store.settle([Settlement(claimed.key, claimed.claim_token, Status.SENT, http_status=204)], NOW)
+    run_id = store.start_run("salesforce", "run", NOW - timedelta(seconds=30))
+    store.finish_run(
+        run_id, NOW, status="ok", captured=2, rejected=0, api_calls=3, api_used=10,
+        api_limit=100, warnings=["first", "second"],
+    )  # fmt: skip
+
+    rows = {r.key: r for r in store.list_outbox()}
+    assert all(isinstance(r, OutboxEntry) for r in rows.values())
+    sent = rows[claimed.key]
+    assert sent.status == Status.SENT and sent.attempts == 1 and sent.live is False
+    assert sent.changed_at == NOW - timedelta(hours=1) and sent.changed_at.tzinfo is not None
+    assert sent.sent_at == NOW and sent.resend_if_unknown is False
+    (listed,) = store.iter_outbox_summary(statuses=[Status.SENT])
+    assert listed.key == sent.key and listed.payload is None and listed.record_json is None
+
+    (attempt,) = store.attempts_for(claimed.key)
+    assert isinstance(attempt, AttemptEntry)
+    assert (attempt.outcome, attempt.http_status, attempt.attempted_at) == ("sent", 204, NOW)
+
+    (run,) = store.last_runs()
+    assert run == store.last_run("salesforce")
+    assert (run.status, run.api_calls, run.warnings) == ("ok", 3, ["first", "second"])
+
+    (mark,) = store.watermarks()
+    assert mark == Watermark("salesforce", "Opportunity", "daemon", NOW - timedelta(minutes=5), NOW)

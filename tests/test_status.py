@@ -74,10 +74,10 @@ def test_status_shows_real_figures_from_a_sandbox_run(
     (sf,) = doc["connectors"]
     assert sf["name"] == "salesforce" and sf["type"] == "salesforce"
     (run,) = sc.engine.store.last_runs(limit=1)
-    assert sf["last_run"]["result"] == "ok" == run["status"]
-    assert sf["last_run"]["api_calls"] == run["api_calls"] > 0
-    assert sf["last_run"]["api_used"] == run["api_used"]
-    assert sf["last_run"]["api_limit"] == run["api_limit"]
+    assert sf["last_run"]["result"] == "ok" == run.status
+    assert sf["last_run"]["api_calls"] == run.api_calls > 0
+    assert sf["last_run"]["api_used"] == run.api_used
+    assert sf["last_run"]["api_limit"] == run.api_limit
     assert sf["last_ok_at"] is not None
     counts = sc.engine.store.count_by_status()
     assert {k: v for k, v in sf["queue"].items() if v} == counts

@@ -28,16 +28,16 @@ def sent_table(store: StateStore, keys: list[str], title: str) -> Table:
     table.add_column("value", no_wrap=True)
     rows = store.list_outbox(keys=keys) if keys else []
     for row in rows:
-        payload = json.loads(row["payload"] or "{}")
+        payload = json.loads(row.payload or "{}")
         params = payload.get("event", {}).get("params", {})
         value = (
             f"{params['value']} {params.get('currency', '')}".strip() if "value" in params else ""
         )
         table.add_row(
-            cell(row["record_id"]),
-            cell(f"{row['from_value'] or '(new)'} -> {row['to_value']}"),
-            row["changed_at"].strftime("%m-%d %H:%M"),
-            cell(row["event_name"] or ""),
+            cell(row.record_id),
+            cell(f"{row.from_value or '(new)'} -> {row.to_value}"),
+            row.changed_at.strftime("%m-%d %H:%M"),
+            cell(row.event_name or ""),
             cell(value),
         )
     return table

@@ -22,6 +22,7 @@ from ga4sync.cli.display import printable
 from ga4sync.cli.help_format import HelpGroup
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
+from ga4sync.state.readings import OutboxEntry
 from ga4sync.state.store import StateStore
 
 STATUS_NAMES = [s.value for s in Status]
@@ -58,39 +59,39 @@ def _iso(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _row_json(row: dict[str, Any]) -> dict[str, Any]:
+def _row_json(row: OutboxEntry) -> dict[str, Any]:
     return {
-        "key": row["key"],
-        "connector": row["connector"],
-        "object_type": row["object_type"],
-        "record_id": row["record_id"],
-        "from": row["from_value"],
-        "to": row["to_value"],
-        "changed_at": _iso(row["changed_at"]),
-        "status": row["status"],
-        "reason": redact(row["reason"]) if row["reason"] else None,
-        "event": row["event_name"],
-        "attempts": row["attempts"],
+        "key": row.key,
+        "connector": row.connector,
+        "object_type": row.object_type,
+        "record_id": row.record_id,
+        "from": row.from_value,
+        "to": row.to_value,
+        "changed_at": _iso(row.changed_at),
+        "status": row.status,
+        "reason": redact(row.reason) if row.reason else None,
+        "event": row.event_name,
+        "attempts": row.attempts,
         "next_attempt_at": _next_attempt(row),
-        "scope": row["scope"],
-        "updated_at": _iso(row["updated_at"]),
+        "scope": row.scope,
+        "updated_at": _iso(row.updated_at),
     }
 
 
-def _next_attempt(row: dict[str, Any]) -> str | None:
+def _next_attempt(row: OutboxEntry) -> str | None:
     """When a `retry` row goes next; other statuses have no next attempt a person waits for."""
-    if row["status"] != Status.RETRY.value:
+    if row.status != Status.RETRY.value:
         return None
-    return _iso(row["next_attempt_at"])
+    return _iso(row.next_attempt_at)
 
 
-def _listed_json(row: dict[str, Any]) -> dict[str, Any]:
+def _listed_json(row: OutboxEntry) -> dict[str, Any]:
     """A `list --format json` row: what a script needs to act on it, GA4 payload included.
 
     The stored payload is the Measurement Protocol body without the api_secret, which is only
     ever added to the request URL at the moment of sending.
     """
-    payload = json.loads(row["payload"]) if row["payload"] else None
+    payload = json.loads(row.payload) if row.payload else None
     event = payload.get("event") if isinstance(payload, dict) else None
     params = event.get("params") if isinstance(event, dict) else None
     return _row_json(row) | {
@@ -150,7 +151,7 @@ TABLE_ROWS = 1000
 minutes to lay out); `--limit N` or `--format json` (streamed) give them all."""
 
 
-def _print_json(rows: Iterator[dict[str, Any]]) -> int:
+def _print_json(rows: Iterator[OutboxEntry]) -> int:
     """A JSON array written row by row: valid JSON of any size in constant memory."""
     count = 0
     click.echo("[", nl=False)
@@ -167,7 +168,7 @@ KEY_SHOWN = 16
 hex characters stay unique in any outbox; the full key is in `--wide` and JSON."""
 
 
-def _print_table(rows: Iterator[dict[str, Any]], total: int, *, wide: bool) -> int:
+def _print_table(rows: Iterator[OutboxEntry], total: int, *, wide: bool) -> int:
     """Rows as blocks that fit the terminal: the key, status and event on the first line
     (never wrapped or cut: they are what a person types and looks for), the CRM move and
     the reason on indented lines below, wrapped to the width."""
@@ -197,23 +198,23 @@ def _when(value: Any) -> str:
     return iso[:16].replace("T", " ") if iso else "-"
 
 
-def _row_block(r: dict[str, Any], width: int) -> list[str]:
-    event = printable(r["event_name"] or "-")
-    head = f"{r['key'][:KEY_SHOWN]:<{KEY_SHOWN}}  {r['status']:<9}  {event}"
+def _row_block(r: OutboxEntry, width: int) -> list[str]:
+    event = printable(r.event_name or "-")
+    head = f"{r.key[:KEY_SHOWN]:<{KEY_SHOWN}}  {r.status:<9}  {event}"
     indent = " " * 4
     move = (
-        f"{printable(r['connector'])} {printable(r['record_id'])}: "
-        f"{printable(r['from_value'] or '-')} -> {printable(r['to_value'])}, "
-        f"changed {_when(r['changed_at'])} UTC"
+        f"{printable(r.connector)} {printable(r.record_id)}: "
+        f"{printable(r.from_value or '-')} -> {printable(r.to_value)}, "
+        f"changed {_when(r.changed_at)} UTC"
     )
     out = [head, *_wrap(move, width, indent)]
     nxt = _next_attempt(r)
     if nxt:
         out.append(
-            f"{indent}next attempt {_when(r['next_attempt_at'])} UTC (attempt {r['attempts'] + 1})"
+            f"{indent}next attempt {_when(r.next_attempt_at)} UTC (attempt {r.attempts + 1})"
         )
-    if r["reason"]:
-        out += _wrap("why: " + printable(redact(r["reason"])), width, indent)
+    if r.reason:
+        out += _wrap("why: " + printable(redact(r.reason)), width, indent)
     return out
 
 
@@ -227,18 +228,18 @@ def _wrap(text: str, width: int, indent: str) -> list[str]:
     ) or [indent]
 
 
-def _wide_line(r: dict[str, Any]) -> list[str]:
+def _wide_line(r: OutboxEntry) -> list[str]:
     nxt = _next_attempt(r)
     cells = [
-        r["key"],
-        r["status"],
-        printable(r["event_name"] or "-"),
-        printable(r["connector"]),
-        printable(r["record_id"]),
-        f"{printable(r['from_value'] or '-')} -> {printable(r['to_value'])}",
-        _iso(r["changed_at"]) or "-",
+        r.key,
+        r.status,
+        printable(r.event_name or "-"),
+        printable(r.connector),
+        printable(r.record_id),
+        f"{printable(r.from_value or '-')} -> {printable(r.to_value)}",
+        _iso(r.changed_at) or "-",
         f"next {nxt}" if nxt else "",
-        printable(redact(r["reason"] or "")),
+        printable(redact(r.reason or "")),
     ]
     return ["  ".join(c for c in cells if c)]
 
@@ -258,27 +259,27 @@ def show(ctx: click.Context, key: str, fmt: str) -> None:
         (row,) = store.list_outbox(keys=keys)
         attempts = store.attempts_for(keys[0])
     doc = _row_json(row) | {
-        "field": row["field"],
-        "detected_by": row["detected_by"],
-        "source_ref": row["source_ref"],
-        "crm_record": json.loads(row["record_json"] or "{}"),
+        "field": row.field,
+        "detected_by": row.detected_by,
+        "source_ref": row.source_ref,
+        "crm_record": json.loads(row.record_json or "{}"),
         "mapping": {
-            "path": row["mapping_path"],
-            "sha256": row["mapping_hash"],
-            "rule": row["rule"],
+            "path": row.mapping_path,
+            "sha256": row.mapping_hash,
+            "rule": row.rule,
         },
-        "payload": json.loads(row["payload"]) if row["payload"] else None,
-        "once_key": row["once_key"],
-        "resend_if_unknown": bool(row["resend_if_unknown"]),
-        "created_at": _iso(row["created_at"]),
-        "sent_at": _iso(row["sent_at"]),
+        "payload": json.loads(row.payload) if row.payload else None,
+        "once_key": row.once_key,
+        "resend_if_unknown": bool(row.resend_if_unknown),
+        "created_at": _iso(row.created_at),
+        "sent_at": _iso(row.sent_at),
         "attempt_log": [
             {
-                "at": _iso(a["attempted_at"]),
-                "outcome": a["outcome"],
-                "http_status": a["http_status"],
-                "ga4_answer": redact(a["detail"]) if a["detail"] else None,
-                "payload_sent": json.loads(a["payload"]) if a["payload"] else None,
+                "at": _iso(a.attempted_at),
+                "outcome": a.outcome,
+                "http_status": a.http_status,
+                "ga4_answer": redact(a.detail) if a.detail else None,
+                "payload_sent": json.loads(a.payload) if a.payload else None,
             }
             for a in attempts
         ],

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import click
 from ga4sync.cli.common import open_config, open_store
 from ga4sync.cli.help_format import HelpGroup
-from ga4sync.core.clock import ensure_utc
 from ga4sync.core.durations import parse_duration
 
 
@@ -37,8 +36,7 @@ def prune(ctx: click.Context, older_than: str, dry_run: bool) -> None:
     with open_store(config) as store:
         marks: dict[str, datetime] = {}
         for mark in store.watermarks():
-            value = ensure_utc(mark["value"])
-            marks[mark["connector"]] = min(value, marks.get(mark["connector"], value))
+            marks[mark.connector] = min(mark.value, marks.get(mark.connector, mark.value))
         now = datetime.now(UTC)
         keep_since: dict[str, datetime] = {}
         for c in config.connectors:
