@@ -25,7 +25,6 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-import requests
 from ga4sync.core.clock import SystemClock
 from ga4sync.core.model import Ga4Event, Identity, Status
 from ga4sync.ga4.payload import group_key, stored_payload
@@ -34,7 +33,7 @@ from ga4sync.pipeline.ga4_client import Ga4Client
 from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, ServerKind, serve_ga4
 from ga4sync.state.store import OutboxRow, StateStore
 
-from bench.common import cpu_seconds, peak_rss_mb, result_line
+from bench.common import cpu_seconds, peak_rss_mb, result_line, send_one_by_one
 
 SECRET = "bench-ga4-api-secret"
 MEASUREMENT_ID = "G-BENCH0001"
@@ -115,29 +114,10 @@ def bench_ga4sync(base_url: str, events: int, workers: int, workdir: Path) -> tu
 
 
 def bench_naive(base_url: str, events: int) -> float:
-    """The tutorial way: requests.post per event, new connection each time, sequential."""
-    url = f"{base_url}/mp/collect"
-    now_us = int(time.time() * 1e6)
-    t0 = time.perf_counter()
-    for i in range(events):
-        body = {
-            "client_id": f"{2_000_000 + i}.{now_us // 1_000_000}",
-            "events": [
-                {
-                    "name": "generate_lead",
-                    "params": {"value": 1250.0, "currency": "USD", "lead_source": "bench"},
-                    "timestamp_micros": now_us - 300_000_000,
-                }
-            ],
-        }
-        resp = requests.post(
-            url,
-            params={"measurement_id": MEASUREMENT_ID, "api_secret": SECRET},
-            json=body,
-            timeout=10,
-        )
-        resp.raise_for_status()
-    return events / (time.perf_counter() - t0)
+    """The tutorial way (bench.common.send_one_by_one)."""
+    return send_one_by_one(
+        base_url, events, measurement_id=MEASUREMENT_ID, api_secret=SECRET, first_client=2_000_000
+    )
 
 
 def main() -> None:

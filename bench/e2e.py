@@ -56,7 +56,7 @@ from ga4sync.pipeline.delivery_policy import DeliverySettings
 from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
 from ga4sync.sandbox.runner import SandboxEnvironment
 
-from bench.common import cpu_seconds, peak_rss_mb, result_line
+from bench.common import cpu_seconds, peak_rss_mb, result_line, send_one_by_one
 
 NOOP_RUNS = 7
 """No-op runs timed for start-up; the median, as one run on a shared machine can be far off."""
@@ -183,28 +183,10 @@ def import_profile(config: Path, top: int = 8) -> tuple[float, list[tuple[str, f
 
 
 def bench_tutorial(base_url: str, events: int) -> float:
-    """`requests.post` per event, a new connection each time, one at a time."""
-    now_us = int(time.time() * 1e6)
-    t0 = time.perf_counter()
-    for i in range(events):
-        body = {
-            "client_id": f"{4_000_000 + i}.{now_us // 1_000_000}",
-            "events": [
-                {
-                    "name": "generate_lead",
-                    "params": {"value": 1250.0, "currency": "USD"},
-                    "timestamp_micros": now_us - 3_600_000_000,
-                }
-            ],
-        }
-        resp = requests.post(
-            f"{base_url}/mp/collect",
-            params={"measurement_id": MEASUREMENT_ID, "api_secret": SECRET},
-            json=body,
-            timeout=10,
-        )
-        resp.raise_for_status()
-    return events / (time.perf_counter() - t0)
+    """The tutorial way (bench.common.send_one_by_one)."""
+    return send_one_by_one(
+        base_url, events, measurement_id=MEASUREMENT_ID, api_secret=SECRET, first_client=4_000_000
+    )
 
 
 def bench_ga4mp(base_url: str, events: int) -> float:

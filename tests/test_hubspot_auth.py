@@ -46,6 +46,20 @@ def secrets_seen(hub: SandboxEnvironment) -> list[str]:
     return [APP.client_secret, APP.refresh_token, *hub.hubspot.oauth.issued]
 
 
+def expire_the_token_after_the_first_search(hub: SandboxEnvironment) -> None:
+    """31 minutes pass on HubSpot's clock right after the first search: the 30-minute access
+    token expires mid-read, so the next call is refused 401 and the token is renewed."""
+    searches: list[int] = []
+
+    def thirty_one_minutes_pass(req: Request, resp: Response) -> None:
+        if req.path.endswith("/search"):
+            searches.append(1)
+            if len(searches) == 1:
+                hub.clock.advance(timedelta(minutes=31))
+
+    hub.hubspot.app.after.append(thirty_one_minutes_pass)
+
+
 def test_an_oauth_token_that_expires_mid_run_is_renewed_and_the_run_goes_on(
     hub: SandboxEnvironment, make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -56,15 +70,7 @@ def test_an_oauth_token_that_expires_mid_run_is_renewed_and_the_run_goes_on(
         )
         for i in range(12)
     ]
-    searches: list[int] = []
-
-    def thirty_one_minutes_pass_after_the_first_search(req: Request, resp: Response) -> None:
-        if req.path.endswith("/search"):
-            searches.append(1)
-            if len(searches) == 1:
-                hub.clock.advance(timedelta(minutes=31))
-
-    hub.hubspot.app.after.append(thirty_one_minutes_pass_after_the_first_search)
+    expire_the_token_after_the_first_search(hub)
     caplog.set_level(logging.DEBUG)
     engine = deals_engine(make_engine, page_size=4, batch_size=4, **OAUTH)
     capture = engine.run_once().captures[0]
@@ -85,15 +91,7 @@ def test_token_requests_are_counted_apart_from_the_api_calls(hub: SandboxEnviron
     data = hub.hubspot.data
     for i in range(8):
         data.create("deals", hub.clock.now() - timedelta(minutes=40 - i), {"dealstage": "x"})
-    searches: list[int] = []
-
-    def thirty_one_minutes_pass_after_the_first_search(req: Request, resp: Response) -> None:
-        if req.path.endswith("/search"):
-            searches.append(1)
-            if len(searches) == 1:
-                hub.clock.advance(timedelta(minutes=31))
-
-    hub.hubspot.app.after.append(thirty_one_minutes_pass_after_the_first_search)
+    expire_the_token_after_the_first_search(hub)
     settings = HubspotSettings.model_validate(
         {"name": "hs", "mapping": "m.yaml", "host": hub.hubspot_server.url, "page_size": 4,
          **FAST, **OAUTH}

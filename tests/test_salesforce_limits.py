@@ -17,21 +17,10 @@ from ga4sync.sandbox.runner import SandboxEnvironment
 from ga4sync.sandbox.salesforce import CONCURRENT_LONG_TXN
 
 from tests.conftest import EngineFactory
+from tests.test_salesforce import _many_moves
 
 FAST = {"page_size": 200, "busy_backoff": "10ms", "busy_attempts": 4}
 """Pages of 200 so a run pages several times; pauses short (the sandbox clears at once)."""
-
-
-def _many_moves(sandbox: SandboxEnvironment, count: int) -> list[str]:
-    data = sandbox.salesforce.data
-    now = sandbox.clock.now().replace(microsecond=0)
-    created, moved = now - timedelta(hours=100), now - timedelta(hours=1)
-    ids = []
-    for i in range(count):
-        oid = data.create_opportunity(created, stage="Prospecting", GA_Client_ID__c=f"{i}.9")
-        data.move_opportunity(oid, "Qualification", moved + timedelta(seconds=i))
-        ids.append(oid)
-    return ids
 
 
 def test_a_concurrency_limit_is_waited_out_not_taken_for_the_daily_quota(
