@@ -27,7 +27,9 @@ up to 2x) and once with it off (min_workers = max_workers = workers), each into 
 store. For each: events sent in that `ga4sync run` and events/s (a row GA4 refused is due again
 after its backoff, 15-30 s: in this run if it lasts that long, else in a later one), 429s, the
 limit the run ended at, and the requests the stand-in had in flight (the median over the second
-half of the run, as it saw them).
+half of the run, as it saw them). `--adaptive-only` skips the fixed run, to compare two builds of
+the controller in turns (run each build's interpreter on this script: the run it starts is
+`sys.executable -m ga4sync`).
 
     python -m bench.e2e --slow-under-load --events 2000 --capacity 16
 """
