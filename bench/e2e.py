@@ -27,7 +27,9 @@ up to 2x) and once with it off (min_workers = max_workers = workers), each into 
 store. For each: events sent in that `ga4sync run` and events/s (a row GA4 refused is due again
 after its backoff, 15-30 s: in this run if it lasts that long, else in a later one), 429s, the
 limit the run ended at, and the requests the stand-in had in flight (the median over the second
-half of the run, as it saw them).
+half of the run, as it saw them). `--adaptive-only` skips the fixed run, to compare two builds of
+the controller in turns (run each build's interpreter on this script: the run it starts is
+`sys.executable -m ga4sync`).
 
     python -m bench.e2e --slow-under-load --events 2000 --capacity 16
 """
@@ -231,6 +233,11 @@ def main() -> None:
     )
     slow.add_argument("--retry-after", default="1", help="its Retry-After on a 429")
     slow.add_argument("--workers", type=int, default=DeliverySettings().workers)
+    slow.add_argument(
+        "--adaptive-only",
+        action="store_true",
+        help="skip the fixed-workers run (A/B of two controllers: run this twice, in turns)",
+    )
     args = parser.parse_args()
     if args.slow_under_load:
         slow_under_load(args)
@@ -315,6 +322,8 @@ def slow_under_load(args: argparse.Namespace) -> None:
         "adaptive": {"workers": args.workers, "max_workers": min(2 * args.workers, 256)},
         "fixed": dict.fromkeys(("workers", "min_workers", "max_workers"), args.workers),
     }
+    if args.adaptive_only:
+        del modes["fixed"]
     results: dict[str, dict[str, Any]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="ga4sync-e2e-slow-") as tmp:
@@ -338,24 +347,26 @@ def slow_under_load(args: argparse.Namespace) -> None:
             f"{args.events - r['sent']} left for a later run; limit at the end {r['limit']}, "
             f"stand-in saw {r['load']} in flight (median, 2nd half)"
         )
-    a, f = results["adaptive"], results["fixed"]
-    print(
-        result_line(
-            capacity=args.capacity,
-            adaptive_limit=a["limit"],
-            adaptive_load=a["load"],
-            adaptive_429=a["throttled"],
-            adaptive_eps=round(a["eps"]),
-            adaptive_sent=a["sent"],
+    a = results["adaptive"]
+    figures: dict[str, Any] = {
+        "capacity": args.capacity,
+        "adaptive_limit": a["limit"],
+        "adaptive_load": a["load"],
+        "adaptive_429": a["throttled"],
+        "adaptive_eps": round(a["eps"]),
+        "adaptive_sent": a["sent"],
+    }
+    if "fixed" in results:
+        f = results["fixed"]
+        figures.update(
             fixed_workers=args.workers,
             fixed_load=f["load"],
             fixed_429=f["throttled"],
             fixed_eps=round(f["eps"]),
             fixed_sent=f["sent"],
             vs_fixed=round(a["eps"] / max(f["eps"], 1e-9), 2),
-            bench_rss_mb=peak_rss_mb(),
         )
-    )
+    print(result_line(**figures, bench_rss_mb=peak_rss_mb()))
 
 
 def _slow_run(

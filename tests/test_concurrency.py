@@ -119,6 +119,103 @@ def test_grows_by_one_per_window_while_latency_holds_up_to_max() -> None:
     assert limit.highest == 9
 
 
+def climb_after_cut(w_max: int, windows: int) -> tuple[int, list[int]]:
+    """A limit at `w_max` is refused once (a burst), then `windows` clean round trips follow:
+    the level the cut left, and the limit after each window."""
+    limit = ConcurrencyLimit(initial=w_max, maximum=4 * w_max)
+    cut = burst(limit, "throttled", w_max)
+    seen = []
+    for _ in range(windows):
+        window(limit)
+        while len(limit._window_latencies):  # a limit under MIN_WINDOW: finish its window
+            window(limit)
+        seen.append(limit.limit)
+    return cut, seen
+
+
+@pytest.mark.parametrize(
+    "w_max,cut,near,below_for,past_by",
+    [
+        # w_max: the level GA4 refused; near: windows until the limit is back at w_max - 1;
+        # below_for: windows it stays below w_max; past_by: windows until it grows past it.
+        (16, 8, 25, 36, 40),
+        (8, 4, 19, 30, 35),
+        (32, 16, 32, 43, 47),
+        (64, 32, 40, 52, 56),
+        (4, 2, 13, 25, 29),
+    ],
+)
+def test_after_a_cut_the_limit_climbs_back_to_just_below_where_it_failed_then_probes(
+    w_max: int, cut: int, near: int, below_for: int, past_by: int
+) -> None:
+    """CUBIC's shape, in windows: fast back towards the level that failed, a long stay just
+    below it, and growth past it only after a sustained clean run there."""
+    level, seen = climb_after_cut(w_max, 120)
+    assert level == cut
+    assert seen == sorted(seen)  # clean windows never lower it
+    assert seen.index(w_max - 1) + 1 == near
+    assert max(seen[:below_for]) == w_max - 1 and seen[below_for] == w_max
+    assert max(seen[: past_by - 1]) == w_max and seen[past_by - 1] == w_max + 1
+    # Half-way back, most of the way back: the climb is fast first (concave) ...
+    assert seen[near // 2] - cut >= (w_max - 1 - cut) * 2 // 3
+    # ... and once well past w_max without trouble, it speeds up again (convex).
+    # ... and once past w_max without trouble, it speeds up again (convex): from there to twice
+    # w_max takes fewer windows than the way back from the cut to w_max did.
+    twice = next(i + 1 for i, level in enumerate(seen) if level >= 2 * w_max)
+    assert twice - past_by < below_for
+    assert seen[-1] == 4 * w_max  # and up to the maximum
+
+
+def test_the_climb_after_a_cut_from_16_stays_at_or_below_15_then_16() -> None:
+    """The brief's case: after 16 -> 8 the limit is back near 15 soon, and not above 16 for
+    a long clean run; past 16 only after that."""
+    cut, seen = climb_after_cut(16, 60)
+    assert cut == 8
+    assert seen[:12] == [8, 9, 10, 10, 11, 12, 12, 12, 13, 13, 13, 14]  # +1 per window or so
+    assert max(seen[:36]) == 15  # 36 windows: 25 to reach 15, and 11 more there
+    assert max(seen[:39]) == 16
+    assert seen[39:45] == [17, 17, 17, 18, 18, 19]
+    assert seen[59] > 30
+
+
+def test_each_cut_restarts_the_climb_from_the_level_that_failed() -> None:
+    cut, seen = climb_after_cut(16, 45)
+    assert seen[-1] == 19
+    limit = ConcurrencyLimit(initial=16, maximum=64)
+    burst(limit, "throttled", 16)
+    for _ in range(40):
+        window(limit)
+    assert limit.limit == 17
+    assert burst(limit, "throttled", 17) == 8  # 17 failed: the plateau is now 16
+    climbed = [window(limit) for _ in range(40)]
+    assert max(climbed[:36]) == 16 and 17 in climbed
+
+
+def test_a_latency_cut_also_starts_a_climb_below_the_level_that_queued() -> None:
+    limit = ConcurrencyLimit(initial=20, maximum=40)
+    window(limit)
+    window(limit, 0.200)  # requests queue at 21
+    assert limit.limit == 16
+    climbed = [window(limit) for _ in range(30)]
+    assert max(climbed) == 20  # back to just below 21, not above it yet
+    assert climbed[-1] == 20
+
+
+def test_windows_that_could_not_grow_do_not_advance_the_climb() -> None:
+    """Unused or slow windows are not a clean run: they neither raise the limit nor bring the
+    probe past the old level any closer."""
+    limit = ConcurrencyLimit(initial=16, maximum=64)
+    burst(limit, "throttled", 16)
+    for _ in range(30):
+        window(limit)
+    assert limit.limit == 15
+    for _ in range(50):  # one request at a time: the limit is not what holds sending back
+        limit.observe(limit.admit(), "ok", FAST, 0.0)
+    assert limit.limit == 15
+    seen = [window(limit) for _ in range(10)]
+    assert seen[-1] == 17 and seen[:6] == [15] * 6
+
+
 def test_does_not_grow_on_a_limit_it_does_not_use() -> None:
     limit = ConcurrencyLimit(initial=10, maximum=20)
     for _ in range(6):  # one request at a time: the limit is not what holds sending back

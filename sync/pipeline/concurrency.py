@@ -12,7 +12,15 @@ more concurrency only buys 429s, 5xx and longer answers. So the limit starts at 
   answers (robust to a few slow outliers) is smoothed across windows and compared with the
   lowest window median seen (the baseline: the answer time of an idle path). Clearly above it
   (`LATENCY_TOLERANCE` times, and by at least `MIN_RISE_S`) means requests queue somewhere:
-  the limit shrinks gently. Close to it, and the limit was actually used, it grows by one.
+  the limit shrinks gently. Close to it, and the limit was actually used, it grows.
+- growth (TCP CUBIC's shape): until the first cut, by one per window. After a cut, the level it
+  cut from is remembered (`w_max`: the level that failed) and the limit climbs back on a cubic
+  curve of the clean windows since the cut: fast at first, then flattening out just below
+  w_max (the last level not known to fail), where it stays for a while; it tries w_max again
+  only after a sustained clean run there (`CUBIC_C`), and grows faster (convex) only once it
+  has run past w_max without trouble. Climbing by one per window instead probes past a path's
+  capacity again right after each halving, and each probe costs a refusal and its Retry-After
+  pause (against a stand-in with a capacity of 16 and Retry-After 1 s: a third of the time).
 - a window is one round trip at the current level: `limit` answers to requests admitted since the
   window began. Counting answers instead of seconds keeps the rules free of any clock: the
   same observations always give the same limits.
@@ -24,6 +32,7 @@ scale it passes in as `now`) before which nothing new may start.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 from dataclasses import dataclass, field
@@ -48,6 +57,13 @@ SMOOTHING = 0.5
 BASELINE_DRIFT = 0.02
 """Per window, the baseline creeps this fraction toward the current median when above it, so a
 path that really got slower (a new route) is not held to an old best for ever."""
+CUBIC_C = 0.0005
+"""The cubic climb's scale, in limit units per clean window cubed: after 16 failed and the
+limit was cut to 8, it is back at 14 after 12 clean windows and at 15 after 25, tries 16 again
+after 37 and 17 after 40 (tests/test_concurrency.py has the table). Smaller: longer plateaus,
+slower recovery after a real drop; larger: sooner back to probing a level that failed."""
+MAX_STEP_RATIO = 0.5
+"""Past w_max the convex climb speeds up, but by at most half the limit per window."""
 MIN_WINDOW = 4
 """A window has at least this many answers, so one odd answer at a low limit is not a median."""
 MAX_PAUSE_S = 10.0
@@ -107,6 +123,14 @@ class ConcurrencyLimit:
     _window_start: int = field(init=False, default=0)
     _window_latencies: list[float] = field(init=False, default_factory=list)
     _window_peak: int = field(init=False, default=0)
+    _w_max: int | None = field(init=False, default=None)
+    """The level the last cut came from (None: no cut yet, grow by one per window)."""
+    _plateau: int = field(init=False, default=0)
+    """Just below `_w_max`: the highest level not known to fail, where the climb flattens."""
+    _k: float = field(init=False, default=0.0)
+    """Clean windows the cubic climb takes from the cut level to `_plateau`."""
+    _clean_windows: int = field(init=False, default=0)
+    """Windows since the last cut in which the limit could grow (used, latency holding)."""
 
     def __post_init__(self) -> None:
         self.minimum = max(1, self.minimum)
@@ -182,11 +206,39 @@ class ConcurrencyLimit:
             return
         holds = self.smoothed_s <= self.baseline_s * GROW_TOLERANCE or rise < MIN_RISE_S
         if holds and used and self.limit < self._max:
-            self._set(self.limit + 1, "latency holds")
+            self._clean_windows += 1
+            new = self._climb()
+            self._set(new, self._climb_reason(new))
         self._new_window()
 
+    def _climb(self) -> int:
+        """The level after one more clean window: CUBIC's W(t) = plateau + C (t - K)^3, where
+        t counts clean windows since the last cut (not seconds, so the rules stay pure) and K
+        is where the curve, starting at the level the cut left, reaches the plateau. Rounded
+        down, it stays below w_max until C (t - K)^3 >= 1. It never falls on a clean window,
+        and rises by at most `MAX_STEP_RATIO` of the limit per window."""
+        if self._w_max is None:
+            return self.limit + 1
+        t = self._clean_windows - self._k
+        target = math.floor(self._plateau + CUBIC_C * t * t * t)
+        step = max(1, int(self.limit * MAX_STEP_RATIO))
+        return max(self.limit, min(target, self.limit + step))
+
+    def _climb_reason(self, new: int) -> str:
+        if self._w_max is None:
+            return "latency holds"
+        if new < self._w_max:
+            return f"latency holds; back towards {self._w_max}, where GA4 last pushed back"
+        return f"latency holds at and past {self._w_max}, where GA4 last pushed back"
+
     def _cut(self, ratio: float, reason: str) -> None:
+        failed = self.limit
         self._set(min(self.limit - 1, int(self.limit * ratio)), reason)
+        # The climb back starts here, and aims just below the level that failed.
+        self._w_max = failed
+        self._plateau = max(self.limit, failed - 1)
+        self._k = math.cbrt((self._plateau - self.limit) / CUBIC_C)
+        self._clean_windows = 0
         # Everything admitted so far answers for the old level: none of it may cut again.
         self._recovery_ticket = self._next_ticket
         self._new_window()
