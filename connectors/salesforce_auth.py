@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import requests
-from ga4sync.connectors.net_errors import unreachable_reason
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import SecretRef, redact
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 if TYPE_CHECKING:  # the SDK (zeep, lxml) loads only when a Salesforce connector runs
+    import requests
     from simple_salesforce import Salesforce
 
 
@@ -138,6 +137,8 @@ def open_client(
     secret_base_dir: Path | None,
 ) -> Salesforce:
     """A logged-in client. Login failures become ConfigError naming what to check."""
+    import requests
+    from ga4sync.connectors.net_errors import unreachable_reason
     from simple_salesforce import Salesforce
     from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 

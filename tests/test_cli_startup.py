@@ -105,10 +105,13 @@ NOT_FOR_A_CSV_RUN = (
     "ga4sync.connectors.salesforce",
     "ga4sync.connectors.hubspot",
     "rich.progress",
+    "requests",
+    "urllib3",
 )
 """Loaded by a CSV-only `ga4sync run` on SQLite with nothing to do: none of these (the CRM
-connectors and SDKs, PostgreSQL's driver and dialect, the ORM, the daemon's scheduler, and the
-progress bar, drawn only on a terminal)."""
+connectors and SDKs, PostgreSQL's driver and dialect, the ORM, the daemon's scheduler, the
+progress bar, drawn only on a terminal, and `requests` with urllib3: the GA4 client opens its
+session only once a claim brings rows to send)."""
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

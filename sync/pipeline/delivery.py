@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ga4sync.core.clock import Clock, from_micros, to_micros
+from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
 from ga4sync.ga4.rules import BACKDATE_WINDOW, validate_payload
@@ -207,6 +208,7 @@ class Delivery:
                             exhausted = True
                         break
                     outcomes.claimed(claimed[0].claim_token)
+                    self._open_client(claimed)
                     for flight in self._ready(claimed, pool, report):
                         future = pool.submit(self._send, flight)
                         in_flight[future] = flight
@@ -268,6 +270,33 @@ class Delivery:
                 raise
             self._outcomes.went_down(exc)
             return None
+
+    def _open_client(self, claimed: list[ClaimedRow]) -> None:
+        """Open the GA4 session here, on the main thread, before any sender needs it.
+
+        The client loads `requests` only now, so a run with nothing due never does. A URL it
+        refuses is the run's ConfigError (on a sender it would be a failed send); the rows just
+        claimed go back as due, unattempted, before it is raised.
+        """
+        try:
+            self.client.open()
+        except ConfigError:
+            now = self.clock.now()
+            self._outcomes.record(
+                [
+                    Settlement(
+                        row.key,
+                        row.claim_token,
+                        Status.RETRY,
+                        next_attempt_at=now,
+                        reason="not sent: ga4.endpoint is not a usable URL",
+                        attempted=False,
+                    )
+                    for row in claimed
+                ],
+                now,
+            )
+            raise
 
     def _send(self, flight: _Flight) -> SendOutcome:
         """On a worker: record "request started" for the batch, then send it.

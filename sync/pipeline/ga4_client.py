@@ -8,24 +8,31 @@ read timeout, a reset, a TLS error while reading the answer) is `unknown` (write
 The api_secret is never part of a stored URL: it is appended to the request's URL at the last
 moment, so a URL that reaches an exception raised while building requests cannot carry it, and
 what a failed send reports is redacted before it leaves this module.
+
+`requests` (with urllib3, a sizeable import) loads only when the first request is about to be
+built (`open`): a run with nothing due never pays for it. The endpoint's shape is still checked
+when the client is made, so a bad `ga4.endpoint` fails at start, never on a sender thread.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode
 
-import requests
-import urllib3
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import RedactingFilter, redact, register_secret
+from ga4sync.core.urls import check_base_url
 from ga4sync.ga4.field_rules import COMPACT_JSON
-from ga4sync.pipeline.write_tracking import WriteTrackingAdapter, request_written, start_request
+
+if TYPE_CHECKING:  # loaded by `Ga4Client.open`, when there is something to send
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -106,46 +113,87 @@ class Ga4Client:
         self._secret_param = "&" + urlencode({"api_secret": api_secret}, quote_via=quote)
         query = urlencode({"measurement_id": measurement_id})
         self.timeout = (connect_timeout, read_timeout)
-        self.session = requests.Session()
-        self.session.headers.update({"Content-Type": "application/json"})
-        # No transport retries: a retried POST after a read error could double an event.
-        adapter = WriteTrackingAdapter(
-            pool_connections=2,
-            pool_maxsize=max(pool_size, 1),
-            max_retries=urllib3.Retry(total=0, connect=0, read=False, redirect=0, status=0),
-        )
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        if ca_file:
-            self.session.verify = ca_file
-        # Proxies and CA bundles from the environment would change where the secret goes.
-        self.session.trust_env = False
-        # Prepared once and copied per request: Session.request re-merges settings, parses the
-        # URL and rebuilds headers every time, a fifth of the CPU of a request.
+        self._query = query
+        self._pool_size = max(pool_size, 1)
+        self._ca_file = ca_file
+        self._open_lock = threading.Lock()
+        self._start_request: Callable[[], None] = _not_open
+        self._request_written: Callable[[], bool] = _not_open
+        self.session: requests.Session | None = None
+        self._collect_template: requests.PreparedRequest | None = None
+        self._debug_template: requests.PreparedRequest | None = None
         try:
-            self._collect_template = self._template(f"{self.base_url}{COLLECT_PATH}?{query}")
-            self._debug_template = self._template(f"{self.base_url}{DEBUG_PATH}?{query}")
-        except requests.RequestException as exc:
-            self.session.close()
+            check_base_url(self.base_url)
+        except ValueError as exc:
             raise ConfigError(
-                f"ga4.endpoint {redact(endpoint)!r} is not a usable URL: {_short(exc)}"
+                f"ga4.endpoint {redact(endpoint)!r} is not a usable URL: {exc}"
             ) from None
 
-    def _template(self, url: str) -> requests.PreparedRequest:
-        return self.session.prepare_request(requests.Request("POST", url, data=b"{}"))
+    def open(self) -> None:
+        """Open the keep-alive session (and load `requests`); a no-op once open.
+
+        Delivery calls this on its main thread before handing a request to a sender, so a URL
+        `requests` refuses is a ConfigError there, not a failed send. Thread-safe.
+        """
+        with self._open_lock:
+            if self._collect_template is not None:
+                return
+            import requests
+            import urllib3
+            from ga4sync.pipeline.write_tracking import (
+                WriteTrackingAdapter,
+                request_written,
+                start_request,
+            )
+
+            session = requests.Session()
+            session.headers.update({"Content-Type": "application/json"})
+            # No transport retries: a retried POST after a read error could double an event.
+            adapter = WriteTrackingAdapter(
+                pool_connections=2,
+                pool_maxsize=self._pool_size,
+                max_retries=urllib3.Retry(total=0, connect=0, read=False, redirect=0, status=0),
+            )
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            if self._ca_file:
+                session.verify = self._ca_file
+            # Proxies and CA bundles from the environment would change where the secret goes.
+            session.trust_env = False
+            # Prepared once and copied per request: Session.request re-merges settings, parses
+            # the URL and rebuilds headers every time, a fifth of the CPU of a request.
+            try:
+                collect = _template(session, f"{self.base_url}{COLLECT_PATH}?{self._query}")
+                debug = _template(session, f"{self.base_url}{DEBUG_PATH}?{self._query}")
+            except requests.RequestException as exc:
+                session.close()
+                raise ConfigError(
+                    f"ga4.endpoint {redact(self.base_url)!r} is not a usable URL: {_short(exc)}"
+                ) from None
+            self.session = session
+            self._start_request, self._request_written = start_request, request_written
+            self._debug_template = debug
+            self._collect_template = collect  # last: it is what says "open"
 
     def close(self) -> None:
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
 
     def __repr__(self) -> str:
         return f"Ga4Client(base_url={self.base_url!r}, measurement_id={self.measurement_id!r})"
 
     def collect(self, payload: dict[str, Any]) -> SendOutcome:
         """POST to `/mp/collect`; never raises, every failure becomes an outcome."""
+        if self._collect_template is None:
+            self.open()
+        assert self._collect_template is not None
         return self._post(self._collect_template, payload, keep_body=False)
 
     def debug(self, payload: dict[str, Any]) -> tuple[SendOutcome, list[dict[str, Any]]]:
         """Ask `/debug/mp/collect` (never recorded by GA4) for its validation messages."""
+        if self._debug_template is None:
+            self.open()
+        assert self._debug_template is not None
         outcome = self._post(self._debug_template, payload, keep_body=True)
         if outcome.kind != "sent":
             return outcome, []
@@ -164,14 +212,15 @@ class Ga4Client:
         prepared.headers["Content-Length"] = str(len(prepared.body))
         prepared.url = f"{template.url}{self._secret_param}"
         started = time.perf_counter()
-        start_request()
+        self._start_request()
+        assert self.session is not None  # open before any template exists
         try:
             # Never follow a redirect: it would replay the POST, secret included, elsewhere.
             resp = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
         except Exception as exc:  # noqa: BLE001 - any failure must become an outcome
             # The outcome keeps only redacted text; the exception (whose message and request
             # carry the URL with the secret) goes no further than this frame.
-            return classify_failure(exc, request_written(), time.perf_counter() - started)
+            return classify_failure(exc, self._request_written(), time.perf_counter() - started)
         finally:
             prepared.url = template.url
         elapsed = time.perf_counter() - started
@@ -195,9 +244,21 @@ class Ga4Client:
         )
 
 
+def _not_open() -> Any:
+    raise RuntimeError("Ga4Client.open() was not called")
+
+
+def _template(session: requests.Session, url: str) -> requests.PreparedRequest:
+    import requests
+
+    return session.prepare_request(requests.Request("POST", url, data=b"{}"))
+
+
 def classify_failure(exc: BaseException, written: bool, elapsed: float) -> SendOutcome:
     """`retry` when the request was not fully written (GA4 cannot act on part of a request),
     `unknown` when it was: GA4 may have it, whatever kind of error came after."""
+    import requests  # loaded already: only a request can have failed
+
     what = _short(exc)
     if not written:
         if _failed_to_connect(exc):
@@ -218,6 +279,9 @@ def classify_failure(exc: BaseException, written: bool, elapsed: float) -> SendO
 
 def _failed_to_connect(exc: BaseException) -> bool:
     """Wording only (the decision is `written`): say "cannot connect" when that is what it was."""
+    import requests
+    import urllib3
+
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
     reason = exc.args[0] if exc.args else None
@@ -234,6 +298,8 @@ def _failed_to_connect(exc: BaseException) -> bool:
 
 def _short(exc: BaseException) -> str:
     """The underlying cause, redacted: urllib3's wrapper repeats the URL (with its query)."""
+    import urllib3
+
     reason: object = exc.args[0] if exc.args else exc
     if isinstance(reason, urllib3.exceptions.MaxRetryError) and reason.reason is not None:
         reason = reason.reason
