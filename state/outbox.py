@@ -43,6 +43,9 @@ class ClaimedRow:
     """Which mapping version and rule made the row: `--validate-remote` checks each pair once."""
     live: bool = False
     """Captured by a live poll: its delivery delay counts (`ga4sync_delivery_delay_seconds`)."""
+    as_captured: bool = False
+    """First claim of a row nobody touched since capture (no attempt, no reason: not resent,
+    requeued, retried or put back): its payload is the one capture validated."""
 
 
 @dataclass
@@ -184,6 +187,7 @@ class DeliveryQueue:
                 rule=r.rule,
                 mapping_hash=r.mapping_hash,
                 live=bool(r.live),
+                as_captured=int(r.attempts) == 1 and bool(r.no_reason),
             )
             for r in rows
         ]
@@ -276,6 +280,7 @@ def _claim_statements(
         o.c.rule,
         o.c.mapping_hash,
         o.c.live,
+        o.c.reason.is_(None).label("no_reason"),
     ).where(o.c.claim_token == sa.bindparam("b_token"), o.c.status == Status.SENDING.value)
     return due, claim, claimed
 

@@ -6,6 +6,7 @@ what is due; the real `requests` client talks to the sandbox on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import sqlite3
@@ -13,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +22,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from ga4sync.cli import main
-from ga4sync.core.clock import ManualClock
+from ga4sync.core.clock import ManualClock, to_micros
 from ga4sync.core.model import Ga4Event, Identity, Status
+from ga4sync.ga4.limits import MAX_BODY_BYTES
 from ga4sync.ga4.payload import build_batches, group_key, stored_payload
 from ga4sync.pipeline.delivery import Delivery, DeliverySettings, OutcomeHook
 from ga4sync.pipeline.delivery_policy import backoff
@@ -32,7 +35,7 @@ from ga4sync.sandbox.ga4 import Faults, Ga4Sandbox, serve_ga4
 from ga4sync.sandbox.runner import SandboxEnvironment
 from ga4sync.state.errors import StateStoreError
 from ga4sync.state.readings import OutboxEntry
-from ga4sync.state.store import OutboxRow, StateStore
+from ga4sync.state.store import OutboxRow, Settlement, StateStore
 
 SECRET = "test-ga4-secret-5f2c9a"
 MEASUREMENT_ID = "G-TEST0001"
@@ -589,3 +592,138 @@ def test_answers_not_recorded_before_the_lease_ends_are_named(
     finally:
         client.close()
         store.close()
+
+
+# -- checking again before sending ------------------------------------------------------------
+
+
+def test_a_row_as_captured_is_still_checked_against_the_time_it_is_sent(
+    store: StateStore, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """Capture checks every rule but the time window; a row untouched since is checked again
+    only for what depends on now. That still refuses an event stamped in the future (a CRM
+    clock ahead) and a user property whose timestamp left GA4's 72 h window while it waited."""
+    now = clock.now()
+    ahead = row("ahead", now, age=-timedelta(hours=3))
+    aged = row("aged", now)
+    aged_payload = {
+        **aged.payload,
+        "user_properties": {
+            "tier": {"value": "gold", "timestamp_micros": to_micros(now - timedelta(hours=71))}
+        },
+    }
+    aged = dc_replace(aged, payload=aged_payload, group_key=group_key(aged_payload))
+    capture(store, [ahead, aged, row("fine", now)], now)
+    clock.advance(timedelta(hours=2))
+    client = make_client(ga4_server.url)
+    report = delivery(store, client, clock).run()
+    client.close()
+    got = statuses(store)
+    assert {k: got[k].status for k in got} == {
+        "ahead": Status.INVALID,
+        "aged": Status.INVALID,
+        "fine": Status.SENT,
+    }
+    assert "is in the future" in got["ahead"].reason
+    assert "too far in the past" in got["aged"].reason
+    assert report.invalid == 2 and report.requests == 1
+    assert [e["params"]["row_key"] for e in ga4_server.ga4.events()] == ["fine"]
+
+
+def test_only_a_row_nobody_touched_since_capture_counts_as_captured(
+    store: StateStore, clock: ManualClock
+) -> None:
+    """A retried, resent or requeued row may carry a payload capture never passed (a resent
+    `invalid` row): only the first claim of an untouched row skips the checks capture made."""
+    now = clock.now()
+    capture(store, [row("new", now), row("retried", now), row("resent", now)], now)
+    first = store.claim_due(now, limit=10, lease=timedelta(minutes=5))
+    assert {r.key: r.as_captured for r in first} == {"new": True, "retried": True, "resent": True}
+    token = first[0].claim_token
+    store.settle(
+        [
+            Settlement("new", token, Status.RETRY, reason="not sent", next_attempt_at=now),
+            Settlement(
+                "retried", token, Status.RETRY, reason="GA4 answered 503", next_attempt_at=now
+            ),
+            Settlement("resent", token, Status.INVALID, reason="GA4 rule ...", attempted=False),
+        ],
+        now,
+    )
+    store.resend(["resent"], now, reason="fixed by hand")
+    again = {r.key: r for r in store.claim_due(now, limit=10, lease=timedelta(minutes=5))}
+    assert {k: r.as_captured for k, r in again.items()} == {
+        "new": False,
+        "retried": False,
+        "resent": False,
+    }
+
+
+def test_a_clamped_row_and_a_resent_row_get_every_check(
+    store: StateStore, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """Clamping adds the `crm_changed_at` parameter (one too many for an event with 25), and
+    a resent row may hold what capture refused: both are checked in full before sending."""
+    now = clock.now()
+    full = {f"p{i:02d}": i for i in range(22)}  # + value, currency, row_key = 25
+    old = row("old", now, params=full, age=timedelta(hours=80))
+    bad = row("bad", now, event="_bad")
+    capture(store, [old, bad], now)
+    token = store.claim_due(now, limit=10, lease=timedelta(minutes=5))[0].claim_token
+    store.settle([Settlement("bad", token, Status.INVALID, reason="x", attempted=False)], now)
+    store.resend(["bad"], now, reason="sent again by hand")
+    clock.advance(timedelta(minutes=10))  # past the lease of the claim above
+    store.expire_leases(clock.now())
+    client = make_client(ga4_server.url)
+    report = delivery(store, client, clock, old_events="clamp").run()
+    client.close()
+    got = statuses(store)
+    assert got["old"].status == Status.INVALID
+    assert got["bad"].status == Status.INVALID and "_bad" in got["bad"].reason
+    assert report.invalid == 2 and ga4_server.ga4.hits == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batch_sizes_are_those_of_the_bodies_sent(seed: int) -> None:
+    """Sizes are summed per event (each encoded once); they must equal the encoded body, and
+    the cuts those of measuring every candidate body whole."""
+    rnd = random.Random(seed)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    items = []
+    for i in range(300):
+        text = "".join(rnd.choice('aé€𝄞"\\ x') for _ in range(rnd.randint(0, 3000)))
+        identity = Identity(client_id=f"{rnd.randint(1, 3)}.1700000000")
+        items.append((f"k{i}", stored_payload(identity, Ga4Event("e", {"t": text, "i": i}, now))))
+    batches = build_batches(items)
+    for batch in batches:
+        assert batch.size == len(
+            json.dumps(batch.body, separators=(",", ":"), ensure_ascii=False).encode()
+        )
+        assert batch.size < MAX_BODY_BYTES - 2_000 or len(batch.keys) == 1
+        assert len(batch.keys) <= 25
+    assert sorted(k for b in batches for k in b.keys) == sorted(k for k, _ in items)
+    assert [b.keys for b in batches] == [b.keys for b in _whole_body_cuts(items)]
+
+
+def _whole_body_cuts(items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The cuts as made before sizes were summed: every candidate body measured whole."""
+    from ga4sync.ga4.payload import Batch, body_size, request_body
+
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, payload in items:
+        groups.setdefault(group_key(payload), []).append((key, payload))
+    out = []
+    for members in groups.values():
+        current: list[tuple[str, dict[str, Any]]] = []
+        for key, payload in members:
+            candidate = current + [(key, payload)]
+            if current and (
+                len(candidate) > 25
+                or body_size(request_body([p for _, p in candidate])) >= MAX_BODY_BYTES - 2_000
+            ):
+                out.append(Batch([k for k, _ in current], {}))
+                candidate = [(key, payload)]
+            current = candidate
+        if current:
+            out.append(Batch([k for k, _ in current], {}))
+    return out

@@ -115,6 +115,38 @@ class PayloadChecker(EventChecks):
                 "VALUE_OUT_OF_BOUNDS",
             )
 
+    def times(self, body: dict[str, Any], size: int) -> None:
+        """Only what may have changed for a body whose events each passed `payload` alone,
+        timestamps left out (capture): the timestamps against now, and the size and event
+        count of this grouping."""
+        if body.get("timestamp_micros") is not None:
+            self.timestamp(body["timestamp_micros"], "timestamp_micros")
+        props = body.get("user_properties")
+        if isinstance(props, dict):
+            for prop in props.values():
+                if isinstance(prop, dict) and prop.get("timestamp_micros") is not None:
+                    self.timestamp(prop["timestamp_micros"], "timestamp_micros", "User property")
+        events = body["events"]
+        if len(events) > MAX_EVENTS:
+            self.add(
+                "events_count",
+                "events",
+                f"Measurement has [{len(events)}] events. The maximum is [{MAX_EVENTS}].",
+                "EXCEEDED_MAX_ENTITIES",
+            )
+        for i, event in enumerate(events):
+            if event.get("timestamp_micros") is not None:
+                at = f"Event at index: [{i}]"
+                self.timestamp(event["timestamp_micros"], "timestamp_micros", at)
+        if size >= MAX_BODY_BYTES:
+            self.add(
+                "body_size",
+                "",
+                f"Measurement payload is [{size}] bytes. It must be smaller than "
+                f"[{MAX_BODY_BYTES}] bytes.",
+                "VALUE_OUT_OF_BOUNDS",
+            )
+
     def ids(self, payload: dict[str, Any]) -> None:
         cid = payload.get("client_id")
         if cid is None and payload.get("app_instance_id") is None:

@@ -55,32 +55,47 @@ def body_size(body: dict[str, Any]) -> int:
     return len(COMPACT_JSON.encode(body).encode())
 
 
+def _size(value: Any) -> int:
+    """Bytes of the compact UTF-8 JSON; a lone surrogate counts as the 3 bytes it would take,
+    so sizing never raises (validation is what refuses it)."""
+    return len(COMPACT_JSON.encode(value).encode("utf-8", "surrogatepass"))
+
+
 @dataclass
 class Batch:
     keys: list[str]
     body: dict[str, Any]
+    size: int = -1
+    """Bytes of `body` as sent (compact UTF-8 JSON); -1: not measured."""
 
 
 def build_batches(items: Sequence[tuple[str, dict[str, Any]]]) -> list[Batch]:
-    """Group (key, stored payload) by identity and cut into requests GA4 accepts."""
+    """Group (key, stored payload) by identity and cut into requests GA4 accepts.
+
+    A body's size is the size of its identity part with `"events":[]` plus each event's size
+    and a comma between two (compact JSON is that concatenation), so each event is encoded
+    once here, not once per event added after it.
+    """
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for key, payload in items:
         groups.setdefault(group_key(payload), []).append((key, payload))
     batches: list[Batch] = []
     limit = MAX_BODY_BYTES - SIZE_MARGIN
     for members in groups.values():
+        base = _size(request_body([{**members[0][1], "event": None}])) - len("null")
         current: list[tuple[str, dict[str, Any]]] = []
+        size = base
         for key, payload in members:
-            candidate = current + [(key, payload)]
-            if current and (
-                len(candidate) > MAX_EVENTS
-                or body_size(request_body([p for _, p in candidate])) >= limit
-            ):
-                batches.append(
-                    Batch([k for k, _ in current], request_body([p for _, p in current]))
-                )
-                candidate = [(key, payload)]
-            current = candidate
+            event_size = _size(payload["event"])
+            if current and (len(current) + 1 > MAX_EVENTS or size + 1 + event_size >= limit):
+                batches.append(_batch(current, size))
+                current, size = [], base
+            size += event_size + (1 if current else 0)
+            current.append((key, payload))
         if current:
-            batches.append(Batch([k for k, _ in current], request_body([p for _, p in current])))
+            batches.append(_batch(current, size))
     return batches
+
+
+def _batch(members: list[tuple[str, dict[str, Any]]], size: int) -> Batch:
+    return Batch([k for k, _ in members], request_body([p for _, p in members]), size)

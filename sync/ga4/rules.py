@@ -43,6 +43,7 @@ __all__ = [
     "parse_body",
     "validate_body",
     "validate_payload",
+    "validate_times",
 ]
 
 
@@ -56,6 +57,22 @@ def validate_payload(
     """
     check = PayloadChecker(mode, now, body_bytes)
     check.payload(payload)
+    return check.out
+
+
+def validate_times(
+    body: dict[str, Any], *, mode: Mode, now: datetime, body_bytes: int
+) -> list[ValidationMessage]:
+    """The rules a request can break although each of its events passed `validate_payload`
+    alone, without its timestamp, in ENFORCE mode (as capture checks them): the timestamps
+    against `now`, the event count and the size of this body (`body_bytes`).
+
+    An empty answer means `validate_payload` would find nothing either, as long as the stored
+    payloads are those capture checked; with any problem, run `validate_payload` for the
+    messages in Google's order.
+    """
+    check = PayloadChecker(mode, now, body_bytes)
+    check.times(body, body_bytes)
     return check.out
 
 

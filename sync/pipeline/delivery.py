@@ -5,7 +5,9 @@ Rows are claimed (`sending`, with a lease) and committed before a request leaves
 outcome. Only marked rows can turn `unknown` after a crash; a failed write is `retry` or
 `unknown` by whether the request was fully written (write_tracking.py); GA4's answers outlive a
 state store outage (outcome_buffer.py). Validation runs again on the exact request body,
-because a row can wait in `retry` until its timestamp falls out of GA4's 72 h window.
+because a row can wait in `retry` until its timestamp falls out of GA4's 72 h window; for a row
+capture validated and nothing changed since, only the rules that depend on the time and on the
+grouping into requests run again (`validate_times`).
 
 Sending is pipelined: the main thread claims, batches and settles while a pool of workers keeps
 requests in flight over one keep-alive session. At 50 ms per request the bound is
@@ -32,7 +34,7 @@ from ga4sync.core.clock import Clock, from_micros, to_micros
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.model import Status
 from ga4sync.ga4.payload import Batch, build_batches
-from ga4sync.ga4.rules import BACKDATE_WINDOW, validate_payload
+from ga4sync.ga4.rules import BACKDATE_WINDOW, validate_payload, validate_times
 from ga4sync.pipeline.capture_feed import CaptureFeed, FeedState
 from ga4sync.pipeline.concurrency import MAX_PAUSE_S, ConcurrencyLimit
 from ga4sync.pipeline.concurrency_gate import Closed, ConcurrencyGate
@@ -378,16 +380,28 @@ class Delivery:
         if self.settings.validate_remote and ready:
             ready = self._check_remote(ready, pool, settlements, report)
         by_key = {row.key: row for row, _ in ready}
+        # Rows capture validated and nothing changed since (not clamped here): only the rules
+        # that depend on now or on the grouping can fail; any other row is checked in full.
+        checked = {
+            row.key
+            for row, payload in ready
+            if row.as_captured and payload.get("event") is row.payload.get("event")
+        }
         flights: list[_Flight] = []
         items = [(row.key, payload) for row, payload in ready]
+        mode = self.settings.mode
         for batch in build_batches(items):
-            if not validate_payload(batch.body, mode=self.settings.mode, now=now):
+            if all(k in checked for k in batch.keys):
+                problems = validate_times(batch.body, mode=mode, now=now, body_bytes=batch.size)
+            else:
+                problems = validate_payload(batch.body, mode=mode, now=now)
+            if not problems:
                 flights.append(_Flight(batch, [by_key[k] for k in batch.keys]))
                 continue
             # Find the offending events one by one so the others still go.
             for key in batch.keys:
                 single = build_batches([(key, p) for k, p in items if k == key])[0]
-                own = validate_payload(single.body, mode=self.settings.mode, now=now)
+                own = validate_payload(single.body, mode=mode, now=now)
                 if not own:
                     flights.append(_Flight(single, [by_key[key]]))
                     continue
