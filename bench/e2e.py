@@ -301,6 +301,7 @@ def main() -> None:
             efficiency=round(eps / bound, 3),
             wire_bound=round(wire_bound),
             cpu_ceiling=round(cpu_ceiling),
+            cpu_ms_per_event=round(cpu / sent * 1000, 3),
             rss_mb=rss_mb,
             noop_s=round(noop, 3),
             import_s=round(import_s, 3),
