@@ -685,8 +685,8 @@ def test_a_clamped_row_and_a_resent_row_get_every_check(
 
 @pytest.mark.parametrize("seed", range(5))
 def test_batch_sizes_are_those_of_the_bodies_sent(seed: int) -> None:
-    """Sizes are summed per event (each encoded once); they must equal the encoded body, and
-    the cuts those of measuring every candidate body whole."""
+    """Sizes are summed per event (each encoded once); they must equal the encoded body (the
+    bytes the sender writes), and the cuts those of measuring every candidate body whole."""
     rnd = random.Random(seed)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     items = []
@@ -696,9 +696,8 @@ def test_batch_sizes_are_those_of_the_bodies_sent(seed: int) -> None:
         items.append((f"k{i}", stored_payload(identity, Ga4Event("e", {"t": text, "i": i}, now))))
     batches = build_batches(items)
     for batch in batches:
-        assert batch.size == len(
-            json.dumps(batch.body, separators=(",", ":"), ensure_ascii=False).encode()
-        )
+        sent = json.dumps(batch.body, separators=(",", ":"), ensure_ascii=False).encode()
+        assert batch.data == sent and batch.size == len(sent)
         assert batch.size < MAX_BODY_BYTES - 2_000 or len(batch.keys) == 1
         assert len(batch.keys) <= 25
     assert sorted(k for b in batches for k in b.keys) == sorted(k for k, _ in items)

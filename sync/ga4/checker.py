@@ -42,6 +42,8 @@ from ga4sync.ga4.limits import (
 from ga4sync.ga4.pii import looks_like_pii
 
 INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
+_FUTURE_TOLERANCE_US = int(FUTURE_TOLERANCE.total_seconds() * 1_000_000)
+_BACKDATE_WINDOW_US = int(BACKDATE_WINDOW.total_seconds() * 1_000_000)
 
 
 class PayloadChecker(EventChecks):
@@ -213,14 +215,14 @@ class PayloadChecker(EventChecks):
                 "(multiply by 1000). GA4 would read it as a time in 1970.",
                 "VALUE_INVALID",
             )
-        elif ts > self.now_us + int(FUTURE_TOLERANCE.total_seconds() * 1_000_000):
+        elif ts > self.now_us + _FUTURE_TOLERANCE_US:
             self.add(
                 "timestamp_future",
                 path,
                 f"{where} {path} [{ts}] is in the future.",
                 "VALUE_INVALID",
             )
-        elif ts < self.now_us - int(BACKDATE_WINDOW.total_seconds() * 1_000_000):
+        elif ts < self.now_us - _BACKDATE_WINDOW_US:
             self.add(
                 "timestamp_too_old",
                 path,

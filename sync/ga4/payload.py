@@ -67,6 +67,9 @@ class Batch:
     body: dict[str, Any]
     size: int = -1
     """Bytes of `body` as sent (compact UTF-8 JSON); -1: not measured."""
+    data: bytes | None = None
+    """`body` encoded as sent, made once here (sizing needs it anyway) and reused by the
+    sender; None when it cannot be encoded (a lone surrogate: validation refuses it)."""
 
 
 def build_batches(items: Sequence[tuple[str, dict[str, Any]]]) -> list[Batch]:
@@ -74,7 +77,7 @@ def build_batches(items: Sequence[tuple[str, dict[str, Any]]]) -> list[Batch]:
 
     A body's size is the size of its identity part with `"events":[]` plus each event's size
     and a comma between two (compact JSON is that concatenation), so each event is encoded
-    once here, not once per event added after it.
+    once to find the cuts, not once per event added after it; each body once when done.
     """
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for key, payload in items:
@@ -82,20 +85,30 @@ def build_batches(items: Sequence[tuple[str, dict[str, Any]]]) -> list[Batch]:
     batches: list[Batch] = []
     limit = MAX_BODY_BYTES - SIZE_MARGIN
     for members in groups.values():
+        if len(members) == 1:  # nothing to cut (most CRM conversions: one per client id)
+            batches.append(_batch(members))
+            continue
         base = _size(request_body([{**members[0][1], "event": None}])) - len("null")
         current: list[tuple[str, dict[str, Any]]] = []
         size = base
         for key, payload in members:
             event_size = _size(payload["event"])
             if current and (len(current) + 1 > MAX_EVENTS or size + 1 + event_size >= limit):
-                batches.append(_batch(current, size))
+                batches.append(_batch(current))
                 current, size = [], base
             size += event_size + (1 if current else 0)
             current.append((key, payload))
         if current:
-            batches.append(_batch(current, size))
+            batches.append(_batch(current))
     return batches
 
 
-def _batch(members: list[tuple[str, dict[str, Any]]], size: int) -> Batch:
-    return Batch([k for k, _ in members], request_body([p for _, p in members]), size)
+def _batch(members: list[tuple[str, dict[str, Any]]]) -> Batch:
+    body = request_body([p for _, p in members])
+    text = COMPACT_JSON.encode(body)
+    try:
+        data: bytes | None = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = None
+    size = len(data) if data is not None else len(text.encode("utf-8", "surrogatepass"))
+    return Batch([k for k, _ in members], body, size, data)

@@ -331,7 +331,7 @@ class Delivery:
             return SendOutcome(
                 "not_sent", "not sent: the lease on these rows ended and another sender has them"
             )
-        return self.client.collect(flight.batch.body)
+        return self.client.collect(flight.batch.body, flight.batch.data)
 
     def _hold_back(
         self,

@@ -182,12 +182,14 @@ class Ga4Client:
     def __repr__(self) -> str:
         return f"Ga4Client(base_url={self.base_url!r}, measurement_id={self.measurement_id!r})"
 
-    def collect(self, payload: dict[str, Any]) -> SendOutcome:
-        """POST to `/mp/collect`; never raises, every failure becomes an outcome."""
+    def collect(self, payload: dict[str, Any], data: bytes | None = None) -> SendOutcome:
+        """POST to `/mp/collect`; never raises, every failure becomes an outcome.
+
+        `data`: `payload` already encoded (`encode_body`), when the caller has it."""
         if self._collect_template is None:
             self.open()
         assert self._collect_template is not None
-        return self._post(self._collect_template, payload, keep_body=False)
+        return self._post(self._collect_template, payload, keep_body=False, data=data)
 
     def debug(self, payload: dict[str, Any]) -> tuple[SendOutcome, list[dict[str, Any]]]:
         """Ask `/debug/mp/collect` (never recorded by GA4) for its validation messages."""
@@ -205,10 +207,15 @@ class Ga4Client:
         return outcome, [m for m in messages if isinstance(m, dict)]
 
     def _post(
-        self, template: requests.PreparedRequest, payload: dict[str, Any], *, keep_body: bool
+        self,
+        template: requests.PreparedRequest,
+        payload: dict[str, Any],
+        *,
+        keep_body: bool,
+        data: bytes | None = None,
     ) -> SendOutcome:
         prepared = template.copy()
-        prepared.body = encode_body(payload)
+        prepared.body = data if data is not None else encode_body(payload)
         prepared.headers["Content-Length"] = str(len(prepared.body))
         prepared.url = f"{template.url}{self._secret_param}"
         started = time.perf_counter()
