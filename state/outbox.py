@@ -46,6 +46,9 @@ class ClaimedRow:
     as_captured: bool = False
     """First claim of a row nobody touched since capture (no attempt, no reason: not resent,
     requeued, retried or put back): its payload is the one capture validated."""
+    created_at: datetime | None = None
+    """When capture wrote the row: only a row this very process captured was validated by the
+    rules it runs (a row left by an older ga4sync may predate a rule)."""
 
 
 @dataclass
@@ -188,6 +191,7 @@ class DeliveryQueue:
                 mapping_hash=r.mapping_hash,
                 live=bool(r.live),
                 as_captured=int(r.attempts) == 1 and bool(r.no_reason),
+                created_at=ensure_utc(r.created_at),
             )
             for r in rows
         ]
@@ -281,6 +285,7 @@ def _claim_statements(
         o.c.mapping_hash,
         o.c.live,
         o.c.reason.is_(None).label("no_reason"),
+        o.c.created_at,
     ).where(o.c.claim_token == sa.bindparam("b_token"), o.c.status == Status.SENDING.value)
     return due, claim, claimed
 

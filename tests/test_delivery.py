@@ -613,10 +613,13 @@ def test_a_row_as_captured_is_still_checked_against_the_time_it_is_sent(
         },
     }
     aged = dc_replace(aged, payload=aged_payload, group_key=group_key(aged_payload))
+    opened = now  # this process started before it captured: its capture checked the rows
     capture(store, [ahead, aged, row("fine", now)], now)
     clock.advance(timedelta(hours=2))
     client = make_client(ga4_server.url)
-    report = delivery(store, client, clock).run()
+    sender = delivery(store, client, clock)
+    sender._opened_at = opened
+    report = sender.run()
     client.close()
     got = statuses(store)
     assert {k: got[k].status for k in got} == {
@@ -627,6 +630,33 @@ def test_a_row_as_captured_is_still_checked_against_the_time_it_is_sent(
     assert "is in the future" in got["ahead"].reason
     assert "too far in the past" in got["aged"].reason
     assert report.invalid == 2 and report.requests == 1
+    assert [e["params"]["row_key"] for e in ga4_server.ga4.events()] == ["fine"]
+
+
+def test_a_row_an_earlier_process_captured_gets_every_check(
+    store: StateStore, ga4_server: Ga4Server, clock: ManualClock
+) -> None:
+    """A row left in the outbox by an earlier ga4sync (perhaps an older version whose rules
+    were looser) was not checked by the rules this process runs: it gets the full check, so
+    a payload today's rules refuse is `invalid`, never sent. Here the earlier capture let a
+    reserved parameter name through."""
+    now = clock.now()
+    loose = row("loose", now)
+    event = {
+        **loose.payload["event"],
+        "params": {**loose.payload["event"]["params"], "firebase_x": 1},
+    }
+    loose_payload = {**loose.payload, "event": event}
+    loose = dc_replace(loose, payload=loose_payload, group_key=group_key(loose_payload))
+    capture(store, [loose, row("fine", now)], now)
+    clock.advance(timedelta(minutes=5))  # a later process (a new run) opens the outbox
+    client = make_client(ga4_server.url)
+    report = delivery(store, client, clock).run()
+    client.close()
+    got = statuses(store)
+    assert {k: got[k].status for k in got} == {"loose": Status.INVALID, "fine": Status.SENT}
+    assert "firebase_x" in (got["loose"].reason or "")
+    assert report.invalid == 1
     assert [e["params"]["row_key"] for e in ga4_server.ga4.events()] == ["fine"]
 
 

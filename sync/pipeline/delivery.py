@@ -127,9 +127,12 @@ class Delivery:
         rng: random.Random | None = None,
         remote_memo: RemoteCheckMemo | None = None,
         concurrency: ConcurrencyLimit | None = None,
+        validated_since: datetime | None = None,
     ) -> None:
         """`concurrency`: the limit to start from and keep moving; pass the same one to each
-        run of a long-lived process (the daemon) so what it learnt carries over."""
+        run of a long-lived process (the daemon) so what it learnt carries over.
+        `validated_since`: rows captured from then on were checked by these very rules (the
+        engine's start); only their time-dependent rules are checked again (default: now)."""
         self.store = store
         self.client = client
         self.clock = clock
@@ -139,6 +142,8 @@ class Delivery:
         self.remote_memo = remote_memo if remote_memo is not None else RemoteCheckMemo()
         self._outcomes = OutcomeBuffer(store, clock, self.settings.lease)
         self._marks = SendMarks(store, clock)
+        self._opened_at = validated_since if validated_since is not None else clock.now()
+        """Rows captured since were validated by this process's rules (see `_ready`)."""
         self.concurrency = concurrency or ConcurrencyLimit(
             initial=self.settings.workers,
             minimum=min(self.settings.min_workers, self.settings.workers),
@@ -380,12 +385,16 @@ class Delivery:
         if self.settings.validate_remote and ready:
             ready = self._check_remote(ready, pool, settlements, report)
         by_key = {row.key: row for row, _ in ready}
-        # Rows capture validated and nothing changed since (not clamped here): only the rules
-        # that depend on now or on the grouping can fail; any other row is checked in full.
+        # Rows this process's capture validated and nothing changed since (not clamped here):
+        # only the rules that depend on now or on the grouping can fail; any other row (one an
+        # older ga4sync captured may predate a rule) is checked in full.
         checked = {
             row.key
             for row, payload in ready
-            if row.as_captured and payload.get("event") is row.payload.get("event")
+            if row.as_captured
+            and row.created_at is not None
+            and row.created_at >= self._opened_at
+            and payload.get("event") is row.payload.get("event")
         }
         flights: list[_Flight] = []
         items = [(row.key, payload) for row, payload in ready]

@@ -124,6 +124,8 @@ class Engine:
         self.config = config
         self.store = store
         self.clock = clock or SystemClock()
+        self.opened_at = self.clock.now()
+        """Rows captured since were validated by this process's rules (Delivery's shortcut)."""
         self.owner = process_owner()
         self.mappings = MappingCache()
         self._client = client
@@ -331,6 +333,7 @@ class Engine:
             remote_memo=self.remote_memo,
             on_outcome=on_outcome,
             concurrency=self.concurrency,
+            validated_since=self.opened_at,
         )
         return delivery.run(
             scope=scope,
