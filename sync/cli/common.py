@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -22,6 +23,10 @@ summary_format_option = click.option(
 """`run` and `backfill` take the same `--format`, so scripts read both the same way."""
 
 
+UNBOUNDED_WIDTH = 1000
+"""Width of output that is not a terminal (and has no COLUMNS): wide enough for any table."""
+
+
 class _LazyConsole:
     """A rich Console made on first use: a `run --format json` or a command that prints
     nothing of its own never imports rich (tens of milliseconds of a cron job's start-up)."""
@@ -35,6 +40,10 @@ class _LazyConsole:
             from rich.console import Console
 
             self._console = Console(stderr=self._stderr)
+            if not self._console.is_terminal and "COLUMNS" not in os.environ:
+                # A file or a pipe has no width: rich's 80-column default cut tables and
+                # numbers (`48000.` for 48000.0 USD) in cron logs and `> out.txt`.
+                self._console.width = UNBOUNDED_WIDTH
         return getattr(self._console, name)
 
 

@@ -22,17 +22,14 @@ from rich.table import Table
 def sent_table(store: StateStore, keys: list[str], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("opportunity", no_wrap=True)
-    table.add_column("stage move", min_width=18)
+    table.add_column("stage move", min_width=10)
     table.add_column("changed (UTC)", no_wrap=True)
     table.add_column("GA4 event")
-    table.add_column("value", no_wrap=True)
     rows = store.list_outbox(keys=keys) if keys else []
-    for row in rows:
-        payload = json.loads(row.payload or "{}")
-        params = payload.get("event", {}).get("params", {})
-        value = (
-            f"{params['value']} {params.get('currency', '')}".strip() if "value" in params else ""
-        )
+    values = [_value(row.payload) for row in rows]
+    # As wide as the widest value: on a narrow terminal the text columns give way, not a number.
+    table.add_column("value", no_wrap=True, min_width=max(map(len, values), default=5))
+    for row, value in zip(rows, values, strict=True):
         table.add_row(
             cell(row.record_id),
             cell(f"{row.from_value or '(new)'} -> {row.to_value}"),
@@ -41,6 +38,11 @@ def sent_table(store: StateStore, keys: list[str], title: str) -> Table:
             cell(value),
         )
     return table
+
+
+def _value(payload: str | None) -> str:
+    params = json.loads(payload or "{}").get("event", {}).get("params", {})
+    return f"{params['value']} {params.get('currency', '')}".strip() if "value" in params else ""
 
 
 @click.command()
