@@ -22,6 +22,7 @@ from ga4sync.cli.display import printable
 from ga4sync.cli.help_format import HelpGroup
 from ga4sync.core.model import Status
 from ga4sync.core.secrets import redact
+from ga4sync.pipeline.config import Config
 from ga4sync.state.readings import OutboxEntry
 from ga4sync.state.store import StateStore
 
@@ -44,13 +45,32 @@ def _statuses(values: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _store(ctx: click.Context) -> StateStore:
-    return open_store(open_config(ctx))
+def _store(ctx: click.Context, connector: str | None = None) -> StateStore:
+    config = open_config(ctx)
+    store = open_store(config)
+    _check_connector(config, store, connector)
+    return store
 
 
-def _reader(ctx: click.Context) -> StateStore:
+def _reader(ctx: click.Context, connector: str | None = None) -> StateStore:
     """`list` and `show` only look: they work on a read-only store and never create one."""
-    return StateStore.open_read_only(open_config(ctx).state_url())
+    config = open_config(ctx)
+    store = StateStore.open_read_only(config.state_url())
+    _check_connector(config, store, connector)
+    return store
+
+
+def _check_connector(config: Config, store: StateStore, connector: str | None) -> None:
+    """A mistyped `--connector` is a usage error naming the known ones, not `0 rows` (which
+    reads as "that connector has nothing"). A connector since removed from the config but
+    with rows in the outbox is still known."""
+    names = [c.name for c in config.connectors]
+    if connector is None or connector in names or store.count_outbox(connector=connector):
+        return
+    store.close()
+    raise click.UsageError(
+        f"no connector named `{connector}` in {config.path}; known: {', '.join(names) or 'none'}"
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -130,7 +150,7 @@ def list_cmd(
     The table gives each row a key prefix that `ga4sync outbox show KEY` accepts, its status,
     event and, on the lines below, the CRM move and why it is in that status."""
     statuses = _statuses(status_opts)
-    with _reader(ctx) as store:
+    with _reader(ctx, connector) as store:
         if fmt == "json":
             shown = _print_json(
                 store.iter_outbox_summary(
@@ -358,7 +378,7 @@ def resend(
     reason: str,
 ) -> None:
     """Queue rows again (a person's decision: e.g. GA4 did not get these `unknown` events)."""
-    with _store(ctx) as store:
+    with _store(ctx, connector) as store:
         targets = _targets(store, keys, status_opts, connector)
         now = datetime.now(UTC)
         changed = store.resend(targets, now, f"resend by {_who()} at {_iso(now)}: {reason}")
@@ -382,7 +402,7 @@ def discard(
     reason: str,
 ) -> None:
     """Never send these rows (e.g. GA4 already has these `unknown` events)."""
-    with _store(ctx) as store:
+    with _store(ctx, connector) as store:
         targets = _targets(store, keys, status_opts, connector)
         now = datetime.now(UTC)
         changed = store.discard(targets, now, f"{reason} (by {_who()} at {_iso(now)})")

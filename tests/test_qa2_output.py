@@ -1,0 +1,70 @@
+"""Black-box defects found by QA, driven through the real CLI in its own process.
+
+Tables written to a file or a pipe must not cut numbers at 80 columns; usage errors name what
+is wrong and what would be right.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.state.store import StateStore
+
+
+def cli(
+    *args: str, columns: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env.pop("GA4SYNC_CONFIG", None)
+    env.pop("GA4SYNC_STATE_URL", None)
+    if columns is not None:
+        env["COLUMNS"] = columns
+    return subprocess.run(
+        [sys.executable, "-m", "ga4sync", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_demo_piped_to_a_file_keeps_whole_values() -> None:
+    """Not a terminal, no COLUMNS: rich's 80-column default cut `48000.0 USD` to `48000.`."""
+    result = cli("demo")
+    assert result.returncode == 0, result.stderr
+    assert "48000.0 USD" in result.stdout
+    assert "(12 opportunities, seed 42)" in result.stdout
+
+
+def test_demo_on_an_80_column_terminal_keeps_whole_values() -> None:
+    """On a narrow terminal the text columns give way, never the value."""
+    result = cli("demo", columns="80")
+    assert result.returncode == 0, result.stderr
+    assert "48000.0 USD" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_outbox_with_an_unknown_connector_names_it_and_the_known_ones(
+    sandbox: SandboxEnvironment, state_url: str
+) -> None:
+    """`--connector nope` said `0 rows` (exit 1), as if the connector existed and was idle."""
+    config = sandbox.write_config(state_url=state_url)
+    StateStore.open(state_url).close()
+    for args in (
+        ("outbox", "list", "--connector", "nope"),
+        ("outbox", "list", "--format", "json", "--connector", "nope"),
+        ("outbox", "resend", "--status", "unknown", "--connector", "nope"),
+        ("outbox", "discard", "--status", "unknown", "--connector", "nope", "--reason", "x"),
+    ):
+        result = cli("--config", str(config), *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "no connector named `nope`" in result.stderr
+        assert "salesforce" in result.stderr
+        assert result.stdout == ""
+    known = cli("--config", str(config), "outbox", "list", "--connector", "salesforce")
+    assert known.returncode == 1 and "no connector named" not in known.stderr
