@@ -68,3 +68,14 @@ def test_outbox_with_an_unknown_connector_names_it_and_the_known_ones(
         assert result.stdout == ""
     known = cli("--config", str(config), "outbox", "list", "--connector", "salesforce")
     assert known.returncode == 1 and "no connector named" not in known.stderr
+
+
+def test_mappings_validate_with_nothing_to_check_says_what_it_looked_for(tmp_path: Path) -> None:
+    """No config and no mappings/ folder printed `mappings:1:1: file not found`."""
+    result = cli("mappings", "validate", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "mappings:1:1" not in result.stdout + result.stderr
+    assert "no config file at ga4sync.yaml" in result.stderr
+    assert f"no mappings/ folder in {tmp_path}" in result.stderr
+    assert "ga4sync mappings validate PATH" in result.stderr
+    assert "--config" in result.stderr

@@ -65,6 +65,8 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], offline: bool) -> None
     the CRM (Salesforce describe, HubSpot properties).
     """
     config = _config_if_present(ctx, required=not paths)
+    if not paths and config is None and not DEFAULT_FOLDER.is_dir():
+        _nothing_to_validate(ctx)
     files, problems = _targets(paths, config)
     missing = len(problems)
     checked = 0
@@ -97,6 +99,23 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], offline: bool) -> None
         )
         sys.exit(1)
     click.echo(f"all {checked} mapping file{'s' if checked != 1 else ''} valid")
+
+
+DEFAULT_FOLDER = Path("mappings")
+"""What `validate` checks with no PATH and no config (relative to the working directory)."""
+
+
+def _nothing_to_validate(ctx: click.Context) -> None:
+    """Say what was looked for and how to point at mappings, not `mappings:1:1: file not
+    found` (which reads as a broken file called `mappings`)."""
+    click.echo(
+        f"error: nothing to validate: no config file at {ctx.obj['config_path']} and no "
+        f"mappings/ folder in {Path.cwd()}; name the files or folders "
+        "(`ga4sync mappings validate PATH...`) or the config that lists them "
+        "(`ga4sync --config PATH/TO/ga4sync.yaml mappings validate`, or GA4SYNC_CONFIG)",
+        err=True,
+    )
+    sys.exit(2)
 
 
 def _not_checked_note(ctx: click.Context, config: Config | None, offline: bool) -> str:
@@ -138,7 +157,7 @@ def _targets(paths: tuple[Path, ...], config: Config | None) -> tuple[list[Path]
     if not paths:
         if config is not None:
             return list(dict.fromkeys(config.resolve(c.mapping) for c in config.connectors)), []
-        paths = (Path("mappings"),)
+        paths = (DEFAULT_FOLDER,)
     files: list[Path] = []
     problems: list[Problem] = []
     for p in paths:
