@@ -7,11 +7,12 @@ is wrong and what would be right.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from ga4sync.sandbox.runner import SandboxEnvironment
+from ga4sync.sandbox.runner import SandboxEnvironment, shipped_or_local_mapping
 from ga4sync.state.store import StateStore
 
 
@@ -79,3 +80,29 @@ def test_mappings_validate_with_nothing_to_check_says_what_it_looked_for(tmp_pat
     assert f"no mappings/ folder in {tmp_path}" in result.stderr
     assert "ga4sync mappings validate PATH" in result.stderr
     assert "--config" in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_failed_hubspot_connection_prints_our_error_without_urllib3_retry_warnings(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    """urllib3 printed three `Retrying (...)` WARNING lines before our own error, which
+    already names the address and the reason; they are kept at DEBUG."""
+    config = sandbox.write_config(
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        salesforce=False,
+        hubspot=[shipped_or_local_mapping("hubspot_deals.yaml")],
+        hubspot_options={"host": f"http://127.0.0.1:{_closed_port()}"},
+    )
+    result = cli("--config", str(config), "run")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Retrying" not in result.stderr
+    assert "127.0.0.1" in result.stdout + result.stderr
+    debug = cli("--config", str(config), "--log-level", "debug", "run")
+    assert "DEBUG urllib3.connectionpool: Retrying" in debug.stderr
+    assert "WARNING urllib3" not in debug.stderr

@@ -44,6 +44,18 @@ class PlainFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class RetryWarningsAtDebug(logging.Filter):
+    """urllib3's `Retrying (Retry(total=2, ...)) after connection broken by ...` warnings,
+    logged as DEBUG: they came three at a time before our own error, which already names the
+    address and the reason; `--log-level debug` still shows them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.getMessage().startswith("Retrying"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
@@ -56,6 +68,10 @@ def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    retries = logging.getLogger("urllib3.connectionpool")
+    for old in [f for f in retries.filters if isinstance(f, RetryWarningsAtDebug)]:
+        retries.removeFilter(old)
+    retries.addFilter(RetryWarningsAtDebug())
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
 
