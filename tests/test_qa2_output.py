@@ -106,3 +106,27 @@ def test_failed_hubspot_connection_prints_our_error_without_urllib3_retry_warnin
     debug = cli("--config", str(config), "--log-level", "debug", "run")
     assert "DEBUG urllib3.connectionpool: Retrying" in debug.stderr
     assert "WARNING urllib3" not in debug.stderr
+
+
+def test_missing_ca_files_are_config_errors_at_their_line(sandbox: SandboxEnvironment) -> None:
+    """A missing Salesforce `ca_file` failed at run time with requests' raw OSError (exit 1,
+    no line); now every `ca_file` (ga4, Salesforce, HubSpot) is checked when the config loads."""
+    config = sandbox.write_config(
+        salesforce_options={"ca_file": "certs/missing-sf.pem"},
+        hubspot=[shipped_or_local_mapping("hubspot_deals.yaml")],
+        hubspot_options={"ca_file": "certs/missing-hs.pem"},
+    )
+    text = config.read_text()
+    config.write_text(text.replace("ga4:\n", "ga4:\n  ca_file: certs/missing-ga4.pem\n", 1))
+    lines = config.read_text().splitlines()
+    result = cli("--config", str(config), "run")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "OSError" not in result.stderr
+    for name, field in (
+        ("missing-ga4.pem", "ga4.ca_file"),
+        ("missing-sf.pem", "connectors[0].ca_file"),
+        ("missing-hs.pem", "connectors[1].ca_file"),
+    ):
+        line = next(i for i, text in enumerate(lines, 1) if name in text)
+        assert f"{config}:{line}:" in result.stderr, (name, result.stderr)
+        assert f"{field}: CA file {sandbox.workdir / 'certs' / name} not found" in result.stderr

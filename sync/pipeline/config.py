@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from ga4sync.connectors.registry import AnyConnectorSettings
+from ga4sync.core.ca_files import ca_file_problems
 from ga4sync.core.durations import Duration
 from ga4sync.core.errors import ConfigError
 from ga4sync.core.secrets import SecretRef
@@ -216,6 +217,9 @@ def load_config(path: str | Path | None = None) -> Config:
             format_validation_error(doc, exc, Config, kind_of_file="config")
         ) from None
     config.path = path.resolve()
+    ca_problems = ca_file_problems(config, doc, config.resolve)
+    if ca_problems:
+        raise ConfigError(ca_problems)
     _locate_secrets(config, (), doc)
     return config
 
