@@ -28,6 +28,7 @@ from ga4sync.cli.signals import restore_signals, stop_on_signals
 from ga4sync.core.model import Status
 from ga4sync.pipeline.engine import Engine
 from ga4sync.pipeline.ga4_client import SendOutcome
+from ga4sync.state.leases import held_rows
 from ga4sync.state.store import ClaimedRow
 
 
@@ -86,11 +87,12 @@ def run(
                 on_outcome=on_outcome,
                 on_deliver=progress.on_deliver,
             )
+        held = held_rows(store.engine, targets)
     finally:
         restore_signals(previous)
         engine.close()
         store.close()
-    summary = summarize_run(report, watch.verdict(), requeued_too_old=requeued)
+    summary = summarize_run(report, watch.verdict(), requeued_too_old=requeued, held=held)
     if fmt == "json":
         click.echo(summary.model_dump_json())
         if summary.ga4_unreachable is not None:  # stderr too: cron mails show it

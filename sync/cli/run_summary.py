@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ga4sync.cli.display import cell, printable
@@ -20,6 +23,7 @@ from ga4sync.core.secrets import redact
 from ga4sync.pipeline.delivery import DeliveryReport
 from ga4sync.pipeline.engine import CaptureReport, RunReport
 from ga4sync.pipeline.ga4_client import SendOutcome, resolve_base_url
+from ga4sync.state.leases import HeldRows
 from ga4sync.state.store import ClaimedRow
 from pydantic import BaseModel
 
@@ -67,6 +71,16 @@ class Ga4Unreachable(BaseModel):
     failed_requests: int
 
 
+class HeldByLease(BaseModel):
+    """Rows another sender claimed (`sending`): a run elsewhere, or a killed run whose lease
+    has not ended yet. This run leaves them alone; they come back when the lease ends."""
+
+    connector: str
+    rows: int
+    first_back_at: datetime | None
+    last_back_at: datetime | None
+
+
 class RunSummary(BaseModel):
     ok: bool
     exit_code: int
@@ -76,6 +90,8 @@ class RunSummary(BaseModel):
     ga4_unreachable: Ga4Unreachable | None
     too_old: int
     """Events skipped as older than GA4's 72 h window in this run (capture and delivery)."""
+    held_by_lease: list[HeldByLease] = []
+    """`sending` rows left after this run: claimed by another sender (or a killed run)."""
 
 
 class UnreachableWatch:
@@ -135,7 +151,11 @@ def delivery_summary(d: DeliveryReport) -> DeliverySummary:
 
 
 def summarize_run(
-    report: RunReport, unreachable: Ga4Unreachable | None, *, requeued_too_old: int = 0
+    report: RunReport,
+    unreachable: Ga4Unreachable | None,
+    *,
+    requeued_too_old: int = 0,
+    held: Sequence[HeldRows] = (),
 ) -> RunSummary:
     captures = [capture_summary(c) for c in report.captures]
     delivery = delivery_summary(report.delivery)
@@ -151,6 +171,22 @@ def summarize_run(
         delivery=delivery,
         ga4_unreachable=unreachable,
         too_old=too_old,
+        held_by_lease=[HeldByLease(**asdict(h)) for h in held],
+    )
+
+
+def held_line(h: HeldByLease, now: datetime) -> str:
+    when = ""
+    if h.last_back_at is not None:
+        wait = max(0, int((h.last_back_at - now).total_seconds()))
+        when = (
+            f"; they come back by {h.last_back_at.isoformat(timespec='seconds')} "
+            f"(in {wait // 60}m {wait % 60:02d}s) when the lease ends"
+        )
+    return (
+        f"held: {h.rows} rows of {h.connector} are held by another sender's lease (a run "
+        f"still sending, or a killed one){when}: pending if their request never left, else "
+        "unknown"
     )
 
 
@@ -238,6 +274,9 @@ def print_run(
             highlight=False,
             soft_wrap=True,
         )
+    now = datetime.now(UTC)
+    for h in summary.held_by_lease:
+        console.print(held_line(h, now), markup=False, highlight=False, soft_wrap=True)
     if summary.ga4_unreachable is not None:
         errors.print(
             unreachable_line(summary.ga4_unreachable, summary.delivery.sent),

@@ -15,7 +15,7 @@ from ga4sync.state.store import StateStore
 from rich.table import Table
 from rich.text import Text
 
-QUEUE_COLUMNS = ("pending", "retry", "unknown", "dead", "invalid", "skipped", "sent")
+QUEUE_COLUMNS = ("pending", "sending", "retry", "unknown", "dead", "invalid", "skipped", "sent")
 
 
 @click.command()
@@ -129,7 +129,13 @@ def _details(c: ConnectorStatus, now: datetime, days: int) -> list[str]:
     windows = ", ".join(f"{w.value} {c.windows.get(w.value, 0)}" for w in WINDOW_ORDER)
     lines.append(f"  GA4 windows: {windows}; joinable to the web session {c.session_joinable}")
     if c.queue.get("sending"):
-        lines.append(f"  sending: {c.queue['sending']} {HELD}")
+        ends = c.lease_ends_at
+        until = (
+            f"; the lease ends at {_iso(ends)} (in {_dur((ends - now).total_seconds())})"
+            if ends is not None
+            else ""
+        )
+        lines.append(f"  sending: {c.queue['sending']} {HELD}{until}")
     run = c.last_run
     if run is not None:
         if run.error:

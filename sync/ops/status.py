@@ -38,6 +38,7 @@ from ga4sync.core.secrets import redact
 from ga4sync.ga4.windows import WINDOW_ORDER, Ga4Window, classify_window
 from ga4sync.mapping.load import check_mapping
 from ga4sync.pipeline.config import Config
+from ga4sync.state.leases import held_rows
 from ga4sync.state.readings import RunRecord, SentEvent
 from ga4sync.state.store import StateStore
 
@@ -143,6 +144,9 @@ class ConnectorStatus:
     match: list[StageMatch] = field(default_factory=list)
     next_retry_at: datetime | None = None
     """When the earliest `retry` row goes next."""
+    lease_ends_at: datetime | None = None
+    """When the last `sending` row's lease ends: a killed run's rows come back then (pending
+    if their request never left, else unknown)."""
     mapping_problem: str | None = None
     """The first problem of the connector's mapping file as it is now (`file:line:col: ...`),
     when it is broken: runs keep the last good version, so their result alone says `ok`."""
@@ -279,6 +283,7 @@ def build_status(
     queue = _queue(store)
     match = client_id_match(store, since)
     retries = store.next_retries()
+    leases = {h.connector: h.last_back_at for h in held_rows(store.engine)}
     names: dict[str, str] = {c.name: c.type for c in config.connectors}
     for extra in sorted(set(queue) | set(match)):
         names.setdefault(extra, "(not in config)")
@@ -325,6 +330,7 @@ def build_status(
                 session_joinable=joinable[name],
                 match=match.get(name, []),
                 next_retry_at=retries.get(name),
+                lease_ends_at=leases.get(name),
                 mapping_problem=mapping_problem(config, name),
             )
         )
