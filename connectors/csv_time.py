@@ -10,7 +10,7 @@ resolved silently: the export should carry an offset for that hour.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ga4sync.core.errors import ConfigError
@@ -106,3 +106,29 @@ class TimeParser:
                 "offset so ga4sync need not guess which"
             )
         return early.astimezone(UTC)
+
+
+FUTURE_HINT_AFTER = timedelta(minutes=30)
+"""How far ahead of now a CSV time must be to be refused at capture with a time-zone hint:
+further than any clock skew or the minute GA4 tolerates, so it cannot become valid before it
+is sent (GA4 would refuse it as "in the future" at delivery, without saying why)."""
+
+
+def future_time_reason(
+    changed_at: datetime, now: datetime, zone_name: str | None, mapping: str
+) -> str | None:
+    """Why a CSV row timed well ahead of now is not sent: nearly always `csv.timezone` (or an
+    export that switched zones), so say that, with the offset a person can compare to theirs."""
+    ahead = changed_at - now
+    if ahead < FUTURE_HINT_AFTER:
+        return None
+    minutes = round(ahead.total_seconds() / 60)
+    hours, rest = divmod(minutes, 60)
+    shown = f"{hours} h {rest} min" if rest else f"{hours} h"
+    zone = f"csv.timezone is {zone_name}" if zone_name else "the time has an offset"
+    return (
+        f"timestamp_future: the CSV time is {shown} ahead of now ({changed_at:%Y-%m-%d %H:%M} "
+        f"UTC) and GA4 refuses times in the future; {zone} in {mapping}: is that the zone the "
+        "export writes its times in (a whole number of hours off usually means the wrong "
+        "csv.timezone, or times exported in UTC or another zone)?"
+    )

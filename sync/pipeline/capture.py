@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 from datetime import datetime
 
+from ga4sync.connectors.csv_time import future_time_reason
 from ga4sync.core.model import (
     Invalid,
     MappedEvent,
@@ -87,6 +88,13 @@ def row_for_transition(
             f"{first.fieldPath or '(payload)'}: {first.description} "
             f"(mapping rule `{result.rule}` in {mapping.path})",
         )
+    future = (
+        future_time_reason(t.changed_at, now, _csv_zone(mapping), str(mapping.path))
+        if t.detected_by == "file"
+        else None
+    )
+    if future:
+        return replace(row, status=Status.INVALID, reason=future)
     if old_events == "skip" and now - t.changed_at > BACKDATE_WINDOW:
         return replace(
             row,
@@ -95,6 +103,11 @@ def row_for_transition(
             "`ga4sync run --old-events clamp` sends it at now-72h",
         )
     return row
+
+
+def _csv_zone(mapping: LoadedMapping) -> str | None:
+    csv = mapping.model.csv
+    return csv.timezone if csv is not None else None
 
 
 def row_for_rejected(r: RejectedRecord, *, scope: str, now: datetime) -> OutboxRow:
