@@ -34,11 +34,11 @@ def test_csv_rows_hours_ahead_point_at_csv_timezone(
         engine.close()
     assert report.delivery.sent == 1
     with StateStore.open(state_url) as store:
-        rows = {r["record_id"]: r for r in store.list_outbox()}
+        rows = {r.record_id: r for r in store.list_outbox()}
     bad = rows["S-1"]
-    assert bad["status"] == Status.INVALID.value
-    reason = bad["reason"]
+    assert bad.status == Status.INVALID.value
+    reason = bad.reason or ""
     assert "2 h 50 min ahead" in reason
     assert "csv.timezone" in reason and "Europe/Berlin" in reason
     assert str(POS_MAPPING) in reason
-    assert rows["S-2"]["status"] == Status.SENT.value
+    assert rows["S-2"].status == Status.SENT.value

@@ -69,8 +69,8 @@ def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     retries = logging.getLogger("urllib3.connectionpool")
-    for old in [f for f in retries.filters if isinstance(f, RetryWarningsAtDebug)]:
-        retries.removeFilter(old)
+    for earlier in [f for f in retries.filters if isinstance(f, RetryWarningsAtDebug)]:
+        retries.removeFilter(earlier)
     retries.addFilter(RetryWarningsAtDebug())
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
