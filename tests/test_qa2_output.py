@@ -130,3 +130,17 @@ def test_missing_ca_files_are_config_errors_at_their_line(sandbox: SandboxEnviro
         line = next(i for i, text in enumerate(lines, 1) if name in text)
         assert f"{config}:{line}:" in result.stderr, (name, result.stderr)
         assert f"{field}: CA file {sandbox.workdir / 'certs' / name} not found" in result.stderr
+
+
+def test_a_missing_ca_file_does_not_stop_commands_that_only_read_the_store(
+    sandbox: SandboxEnvironment, tmp_path: Path
+) -> None:
+    """`status` (monitoring) reads the state store only; a config copied without its CA file
+    must still show it, while `run` refuses at the config line."""
+    config = sandbox.write_config(
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        salesforce_options={"ca_file": "certs/missing-sf.pem"},
+    )
+    StateStore.open(f"sqlite:///{tmp_path / 'state.db'}").close()
+    assert cli("--config", str(config), "status").returncode == 0
+    assert cli("--config", str(config), "run").returncode == 2

@@ -83,7 +83,7 @@ def backfill(
     Nothing is sent twice: transitions the daemon already captured are not sent again.
     Ctrl-C stops after the page or GA4 batch in flight; run it again to continue.
     """
-    config = open_config(ctx)
+    config = open_config(ctx, connects=True)
     config.connector(connector)
     window_start, window_end = parse_window(start, end)
     request = BackfillRequest(

@@ -52,8 +52,13 @@ errors = cast("Console", _LazyConsole(stderr=True))
 """Error lines (`error: ...`), so stdout carries only the result (a table, or JSON)."""
 
 
-def open_config(ctx: click.Context) -> Config:
-    return load_config(ctx.obj["config_path"])
+def open_config(ctx: click.Context, *, connects: bool = False) -> Config:
+    """`connects`: the command talks to the CRM or GA4, so a missing `ca_file` is an error
+    now (at its config line), not an OSError at the first request."""
+    config = load_config(ctx.obj["config_path"])
+    if connects:
+        config.check_ca_files()
+    return config
 
 
 def open_store(config: Config) -> StateStore:

@@ -43,7 +43,7 @@ def daemon(ctx: click.Context, http_port: int | None, http_host: str) -> None:
     root = ctx.find_root()
     if root.get_parameter_source("log_level") in (None, ParameterSource.DEFAULT):
         configure_logging(DAEMON_LOG_LEVEL, str(root.params.get("log_format", "text")))
-    config = open_config(ctx)
+    config = open_config(ctx, connects=True)
     store = open_store(config)
     try:
         code = Daemon(config, store).serve(http_host=http_host, http_port=http_port)

@@ -59,7 +59,7 @@ def run(
     fmt: str,
 ) -> None:
     """Capture new stage transitions and deliver everything due to GA4, once."""
-    config = open_config(ctx)
+    config = open_config(ctx, connects=True)
     if validate_remote:
         config.ga4.validate_remote = True
     if old_events is not None:

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -162,6 +163,13 @@ class Config(BaseModel):
     )
 
     path: Path | None = Field(default=None, exclude=True)
+    _ca_problems: list[str] = PrivateAttr(default_factory=list)
+    """Missing `ca_file`s (file:line: field: ...), found at load; raised by `check_ca_files`
+    in commands that connect, so `status` and `outbox` still read the store meanwhile."""
+
+    def check_ca_files(self) -> None:
+        if self._ca_problems:
+            raise ConfigError(self._ca_problems)
 
     @field_validator("connectors")
     @classmethod
@@ -217,9 +225,7 @@ def load_config(path: str | Path | None = None) -> Config:
             format_validation_error(doc, exc, Config, kind_of_file="config")
         ) from None
     config.path = path.resolve()
-    ca_problems = ca_file_problems(config, doc, config.resolve)
-    if ca_problems:
-        raise ConfigError(ca_problems)
+    config._ca_problems = ca_file_problems(config, doc, config.resolve)
     _locate_secrets(config, (), doc)
     return config
 
