@@ -34,7 +34,7 @@ def test_outbox_commands_on_a_run_with_unknowns(
     assert unknown and all(r["status"] == "unknown" for r in unknown)
     table = cli(config, "outbox", "list", "--connector", "salesforce")
     assert table.exit_code == 0 and "unknown" in table.output
-    assert cli(config, "outbox", "list", "--connector", "nope").exit_code == 1
+    assert cli(config, "outbox", "list", "--connector", "nope").exit_code == 2  # usage error
     assert cli(config, "outbox", "list", "--status", "bogus").exit_code == 2
 
     # show: the audit trail of one unknown row, secret-free
