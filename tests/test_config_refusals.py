@@ -414,3 +414,19 @@ def test_a_backfill_from_year_one_to_9999_is_refused_with_the_range(tmp_path: Pa
     assert result.exit_code == 2 and "--to `9999-12-31T23:00:00-05:00` is outside" in (
         result.output
     )
+
+
+def test_a_path_key_at_the_top_is_an_unknown_key_not_a_silent_override(tmp_path: Path) -> None:
+    """`path` is where ga4sync read the config from, not a setting: a `path:` key typed at the
+    top (meant for a CSV connector) is refused like any other unknown key, and relative paths
+    still resolve beside the file that was read."""
+    doc = base_config()
+    doc["path"] = "/elsewhere"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, doc))
+    assert "unknown key `path`" in err.value.problems[0]
+    assert err.value.problems[0].startswith(f"{tmp_path / 'ga4sync.yaml'}:")
+    config = load_config(write(tmp_path, base_config()))
+    assert config.path == (tmp_path / "ga4sync.yaml").resolve()
+    assert config.resolve("pos.yaml") == tmp_path.resolve() / "pos.yaml"
+    assert "path" not in config.model_dump()

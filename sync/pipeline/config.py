@@ -162,7 +162,9 @@ class Config(BaseModel):
         min_length=1
     )
 
-    path: Path | None = Field(default=None, exclude=True)
+    _path: Path | None = PrivateAttr(default=None)
+    """Where the config was read from (set by `load_config`, never from the YAML: a `path:`
+    key in the file is an unknown key like any other)."""
     _ca_problems: list[str] = PrivateAttr(default_factory=list)
     """Missing `ca_file`s (file:line: field: ...), found at load; raised by `check_ca_files`
     in commands that connect, so `status` and `outbox` still read the store meanwhile."""
@@ -179,6 +181,14 @@ class Config(BaseModel):
         if dupes:
             raise ValueError(f"connector names must be unique; repeated: {', '.join(dupes)}")
         return v
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @path.setter
+    def path(self, value: Path | None) -> None:
+        self._path = value
 
     @property
     def base_dir(self) -> Path:
