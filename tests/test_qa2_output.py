@@ -144,3 +144,20 @@ def test_a_missing_ca_file_does_not_stop_commands_that_only_read_the_store(
     StateStore.open(f"sqlite:///{tmp_path / 'state.db'}").close()
     assert cli("--config", str(config), "status").returncode == 0
     assert cli("--config", str(config), "run").returncode == 2
+
+
+def test_mappings_validate_and_preview_name_a_missing_ca_file_at_its_line(
+    sandbox: SandboxEnvironment,
+) -> None:
+    """`mappings validate --config` and `mappings preview` ask the CRM too: a missing
+    `ca_file` is the config error at its line there as well, not requests' raw OSError."""
+    config = sandbox.write_config(salesforce_options={"ca_file": "certs/missing-sf.pem"})
+    line = next(i for i, t in enumerate(config.read_text().splitlines(), 1) if "missing-sf" in t)
+    expected = f"{config}:{line}:"
+    preview = cli("--config", str(config), "mappings", "preview", "--connector", "salesforce")
+    assert preview.returncode == 2, preview.stdout + preview.stderr
+    assert expected in preview.stderr and "OSError" not in preview.stderr
+    validate = cli("--config", str(config), "mappings", "validate")
+    assert validate.returncode != 0, validate.stdout + validate.stderr
+    output = validate.stdout + validate.stderr
+    assert expected in output and "OSError" not in output and "Traceback" not in output

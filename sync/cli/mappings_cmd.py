@@ -142,7 +142,9 @@ def _config_if_present(ctx: click.Context, *, required: bool) -> Config | None:
     if not path.exists():
         return None
     try:
-        return load_config(path)
+        config = load_config(path)
+        config.check_ca_files()  # the field check asks the CRM
+        return config
     except ConfigError as exc:
         if required:
             raise
@@ -237,6 +239,7 @@ def preview(
     Sends nothing to GA4 and records nothing in the state store.
     """
     config = load_config(ctx.obj["config_path"])
+    config.check_ca_files()  # a preview reads the CRM
     settings = config.connector(connector_name)
     try:
         window_size = parse_duration(since)
