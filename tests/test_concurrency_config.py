@@ -58,3 +58,37 @@ def test_a_range_that_cannot_hold_is_refused(
     doc = base_config()
     doc["ga4"].update(ga4)
     assert message in refusal(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize(
+    ("ga4", "message"),
+    [
+        ({"workers": 0}, "ga4.workers: the number 0 is too small: at least 1"),
+        ({"workers": 257}, "ga4.workers: the number 257 is too large: at most 256"),
+        ({"workers": -3}, "ga4.workers: the number -3 is too small: at least 1"),
+        ({"max_workers": 300}, "ga4.max_workers: the number 300 is too large: at most 256"),
+        ({"min_workers": 0}, "ga4.min_workers: the number 0 is too small: at least 1"),
+        # YAML `true` is not a number of requests (pydantic's lax mode read it as 1).
+        ({"workers": True}, "ga4.workers: expected a whole number, got `true`"),
+        ({"max_workers": True}, "ga4.max_workers: expected a whole number, got `true`"),
+        ({"min_workers": False}, "ga4.min_workers: expected a whole number, got `false`"),
+    ],
+)
+def test_an_out_of_range_or_true_false_worker_count_is_refused_in_words(
+    tmp_path: Path, ga4: dict[str, object], message: str
+) -> None:
+    doc = base_config()
+    doc["ga4"].update(ga4)
+    path = write(tmp_path, doc)
+    output = refusal(path)
+    assert f"{path}:" in output
+    assert message in output
+    assert "Input should be" not in output  # pydantic's own words
+
+
+def test_a_broken_range_is_not_called_a_value_type(tmp_path: Path) -> None:
+    doc = base_config()
+    doc["ga4"].update({"workers": 32, "max_workers": 16})
+    output = refusal(write(tmp_path, doc))
+    assert "must be at least workers (32)" in output
+    assert "(value type)" not in output

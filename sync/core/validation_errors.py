@@ -95,6 +95,15 @@ _TYPE_WORDS = {
 }
 
 
+_BOUND_WORDS = {
+    "greater_than_equal": ("small: at least {}", "ge"),
+    "greater_than": ("small: more than {}", "gt"),
+    "less_than_equal": ("large: at most {}", "le"),
+    "less_than": ("large: less than {}", "lt"),
+}
+"""pydantic's number bounds in words: `the number 0 is too small: at least 1`."""
+
+
 _SCALAR_MEMBERS = frozenset({"str", "int", "float", "bool"})
 
 
@@ -203,7 +212,12 @@ def validation_problems(
             else:
                 suggestion = _field_description(model, loc)
         elif kind == "value_error":
-            rule = "value type"
+            rule = "allowed values"
+        elif kind in _BOUND_WORDS:
+            word, key = _BOUND_WORDS[kind]
+            bound = (err.get("ctx") or {}).get(key, "")
+            msg = f"{describe_value(err.get('input'))} is too {word.format(bound)}"
+            rule = "allowed range"
         elif kind == "string_too_long":
             limit = (err.get("ctx") or {}).get("max_length", "")
             msg = f"is {len(str(err.get('input')))} characters long; at most {limit}"

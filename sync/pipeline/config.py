@@ -42,6 +42,7 @@ class Ga4Settings(BaseModel):
     ca_file: str | None = Field(default=None, description="Extra CA to trust (sandbox only).")
     workers: int = Field(
         default=32,
+        strict=True,  # YAML `true` is not a number of requests (lax mode reads 1)
         ge=1,
         le=256,
         description="Requests to GA4 in flight at once to start with; the number then moves "
@@ -50,6 +51,7 @@ class Ga4Settings(BaseModel):
     )
     max_workers: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=MAX_WORKERS,
         description="The most requests in flight at once (default: twice `workers`, at most "
@@ -58,6 +60,7 @@ class Ga4Settings(BaseModel):
     )
     min_workers: int = Field(
         default=1,
+        strict=True,
         ge=1,
         le=MAX_WORKERS,
         description="The fewest requests in flight at once, however hard GA4 pushes back.",
