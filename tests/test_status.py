@@ -129,6 +129,18 @@ def test_status_of_an_empty_store_says_never_ran(
     assert "nothing sent in the last 7d" in result.output
 
 
+def test_status_table_titles_are_not_wrapped_to_a_narrow_table(
+    sandbox: SandboxEnvironment, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """The delay table is four short columns; its title was cut into two lines there."""
+    sc = run_scenario(sandbox, make_engine, tmp_path)
+    result = CliRunner().invoke(main, ["--config", str(sc.config.path), "status"])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "Delivery delay (live CRM move -> GA4 accepted, last 24h)" in lines
+    assert "Client-id match rate (transitions a rule maps, by stage)" in lines
+
+
 @pytest.mark.parametrize(
     ("age", "window"),
     [

@@ -145,10 +145,14 @@ def _details(c: ConnectorStatus, now: datetime, days: int) -> list[str]:
     return lines
 
 
+def _titled(title: str) -> Table:
+    """A table at least as wide as its title: rich wraps a title to the table's width, and
+    a few short columns cut a long one into two lines."""
+    return Table(title=title, title_justify="left", min_width=len(title))
+
+
 def _match_table(report: StatusReport) -> Table:
-    table = Table(
-        title="Client-id match rate (transitions a rule maps, by stage)", title_justify="left"
-    )
+    table = _titled("Client-id match rate (transitions a rule maps, by stage)")
     for col in ("connector", "stage", "with client id", "missing", "bad", "rate"):
         table.add_column(col, justify="left" if col in ("connector", "stage") else "right")
     for c in report.connectors:
@@ -167,9 +171,7 @@ def _match_table(report: StatusReport) -> Table:
 def _delay_table(report: StatusReport) -> Table:
     """Live CRM move -> GA4's 2xx (first syncs and backfills left out): hold p95 against the
     connector's poll interval."""
-    table = Table(
-        title="Delivery delay (live CRM move -> GA4 accepted, last 24h)", title_justify="left"
-    )
+    table = _titled("Delivery delay (live CRM move -> GA4 accepted, last 24h)")
     for col in ("connector", "moves", "p50", "p95", "max"):
         table.add_column(col, justify="left" if col == "connector" else "right")
     for c in report.connectors:
