@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import click
 from ga4sync.cli.common import console, open_config, open_store, summary_format_option
 from ga4sync.cli.display import cell, printable
-from ga4sync.cli.signals import restore_signals, stop_on_signals
+from ga4sync.cli.signals import interrupt_on_signals, restore_signals, stop_on_signals
 from ga4sync.core.clock import SystemClock
 from ga4sync.core.model import Status
 from ga4sync.pipeline.backfill import (
@@ -93,7 +93,18 @@ def backfill(
         old_events="clamp" if old_events == "clamp" else "skip",
     )
     if dry_run:
-        report = dry_run_report(config, request)
+        previous = interrupt_on_signals()
+        try:
+            report = dry_run_report(config, request)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: the dry run wrote and sent nothing; run it again to see the "
+                "whole window",
+                err=True,
+            )
+            sys.exit(130)
+        finally:
+            restore_signals(previous)
         if fmt == "json":
             click.echo(dry_run_json(report).model_dump_json())
         else:
@@ -105,15 +116,26 @@ def backfill(
     requeued = 0
     previous = stop_on_signals(engine.stop_event)
     try:
-        if request.old_events == "clamp":
-            # A person asked to send this window's old events: those an earlier pass skipped
-            # as too_old are in the outbox already, so capture alone would never send them.
-            requeued = store.requeue_too_old([connector], datetime.now(UTC), scope=request.scope)
-        summary = _run_with_progress(Backfill(engine, request))
-    finally:
-        restore_signals(previous)
-        engine.close()
-        store.close()
+        try:
+            if request.old_events == "clamp":
+                # A person asked to send this window's old events: those an earlier pass
+                # skipped as too_old are in the outbox already, so capture alone would never
+                # send them.
+                requeued = store.requeue_too_old(
+                    [connector], datetime.now(UTC), scope=request.scope
+                )
+            summary = _run_with_progress(Backfill(engine, request))
+        finally:
+            restore_signals(previous)
+            engine.close()
+            store.close()
+    except KeyboardInterrupt:  # the second Ctrl-C/SIGTERM: stopped at once, still 130
+        click.echo(
+            "aborted: run the same command again to continue; rows whose request was in "
+            "flight are `unknown` (`ga4sync outbox list --status unknown`)",
+            err=True,
+        )
+        sys.exit(130)
     code = 130 if summary.stopped else (0 if summary.ok else 1)
     if fmt == "json":
         click.echo(summary_json(summary, requeued, code).model_dump_json(by_alias=True))

@@ -36,6 +36,19 @@ def stop_on_signals(stop: threading.Event) -> dict[signal.Signals, Any]:
     return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
 
+def interrupt_on_signals() -> dict[signal.Signals, Any]:
+    """SIGTERM/SIGINT raise KeyboardInterrupt: for steps that write nothing (a dry run), so
+    stopping at once is safe, and the caller can exit 130 as an interrupted backfill does
+    (SIGTERM's default ended the process with -15, Ctrl-C left click's bare `Aborted!`)."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+
 def restore_signals(previous: dict[signal.Signals, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
