@@ -92,3 +92,19 @@ def test_a_broken_range_is_not_called_a_value_type(tmp_path: Path) -> None:
     output = refusal(write(tmp_path, doc))
     assert "must be at least workers (32)" in output
     assert "(value type)" not in output
+
+
+def test_the_daemon_shows_its_starting_limit_before_its_first_delivery(
+    tmp_path: Path, store: StateStore
+) -> None:
+    """/metrics said `ga4sync_ga4_concurrency_limit 0.0` until the first delivery ended
+    (minutes with a long schedule): an alert on a low limit would fire at every start."""
+    from ga4sync.ops.daemon import Daemon
+
+    doc = base_config()
+    doc["ga4"].update({"workers": 8, "max_workers": 12})
+    daemon = Daemon(load_config(write(tmp_path, doc)), store)
+    try:
+        assert b"ga4sync_ga4_concurrency_limit 8.0" in daemon.metrics.render()
+    finally:
+        daemon.engine.close()

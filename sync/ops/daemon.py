@@ -117,6 +117,7 @@ class Daemon:
             raise ConfigError(f"{config.path}: no enabled connectors; nothing to schedule")
         self.metrics = metrics or DaemonMetrics()
         self.engine = Engine(config, store, clock=self.clock)
+        self.metrics.record_concurrency(self.engine.concurrency.limit)
         self.started_at = self.clock.now()
         self._signals = 0
 

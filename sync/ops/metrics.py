@@ -172,6 +172,11 @@ class DaemonMetrics:
         if report.status == "ok":
             self.last_success.labels(name).set(finished_at.timestamp())
 
+    def record_concurrency(self, limit: int) -> None:
+        """Where the limit starts (`ga4.workers`): before the first delivery ends the gauge
+        would read 0, which looks like GA4 pushing all the way back."""
+        self.ga4_concurrency.set(limit)
+
     def record_delivery(self, report: DeliveryReport) -> None:
         if report.concurrency is not None:
             self.ga4_concurrency.set(report.concurrency)
