@@ -87,13 +87,7 @@ class PayloadChecker(EventChecks):
                 "VALUE_REQUIRED",
             )
         else:
-            if len(events) > MAX_EVENTS:
-                self.add(
-                    "events_count",
-                    "events",
-                    f"Measurement has [{len(events)}] events. The maximum is [{MAX_EVENTS}].",
-                    "EXCEEDED_MAX_ENTITIES",
-                )
+            self.events_count(events)
             for i, event in enumerate(events):
                 self.event(i, event)
         try:
@@ -129,13 +123,7 @@ class PayloadChecker(EventChecks):
                 if isinstance(prop, dict) and prop.get("timestamp_micros") is not None:
                     self.timestamp(prop["timestamp_micros"], "timestamp_micros", "User property")
         events = body["events"]
-        if len(events) > MAX_EVENTS:
-            self.add(
-                "events_count",
-                "events",
-                f"Measurement has [{len(events)}] events. The maximum is [{MAX_EVENTS}].",
-                "EXCEEDED_MAX_ENTITIES",
-            )
+        self.events_count(events)
         for i, event in enumerate(events):
             if event.get("timestamp_micros") is not None:
                 at = f"Event at index: [{i}]"
@@ -147,6 +135,15 @@ class PayloadChecker(EventChecks):
                 f"Measurement payload is [{size}] bytes. It must be smaller than "
                 f"[{MAX_BODY_BYTES}] bytes.",
                 "VALUE_OUT_OF_BOUNDS",
+            )
+
+    def events_count(self, events: list[Any]) -> None:
+        if len(events) > MAX_EVENTS:
+            self.add(
+                "events_count",
+                "events",
+                f"Measurement has [{len(events)}] events. The maximum is [{MAX_EVENTS}].",
+                "EXCEEDED_MAX_ENTITIES",
             )
 
     def ids(self, payload: dict[str, Any]) -> None:
